@@ -1,0 +1,210 @@
+"""``SyncDiffusionPipeline``: MultiDiffusion and SyncDiffusion panoramas on any Stable Diffusion 1.x/2.x model.
+
+Loads like any diffusers pipeline (``from_pretrained(hub_id_or_dir)``, ``from_pipe(sd_pipeline)``) and takes
+diffusers' usual ``__call__`` arguments plus the window and sync parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
+from syncguide.guidance.sync import SyncSchedule
+from syncguide.models.sd import LatentDiffusion
+from syncguide.sampling.joint import SyncOptions, sample_joint
+from syncguide.schedulers import check_scheduler, make_scheduler
+from syncguide.tiling import make_windows
+
+
+@dataclass
+class PanoramaOutput(BaseOutput):
+    """``images``: a list of PIL images, a ``(B, H, W, 3)`` array or a ``(B, 3, H, W)`` tensor in [0, 1], or
+    latents ``(B, 4, H/8, W/8)`` for ``output_type="latent"``."""
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+class SyncDiffusionPipeline(DiffusionPipeline):
+    """Wide images from a text prompt by joint diffusion of overlapping windows, optionally synchronised.
+
+    With ``sync_weight=0`` (or ``sync_steps=0``) this is MultiDiffusion exactly.
+
+    References:
+        Bar-Tal et al., "MultiDiffusion", ICML 2023; Lee et al., "SyncDiffusion", NeurIPS 2023.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: Any,
+    ) -> None:
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self._default_loss: PerceptualLoss | None = None
+
+    @property
+    def model(self) -> LatentDiffusion:
+        """The components seen through the project's model adapter."""
+        return LatentDiffusion(self.vae, self.text_encoder, self.tokenizer, self.unet)
+
+    def set_scheduler(self, name: str) -> None:
+        """Replace the scheduler by ``name`` (ddim, ddpm, dpm++, unipc, pndm), keeping its noise schedule."""
+        self.scheduler = make_scheduler(name, self.scheduler.config)
+
+    def default_perceptual_loss(self) -> PerceptualLoss:
+        """LPIPS-VGG on this pipeline's device, built on first use."""
+        if self._default_loss is None:
+            self._default_loss = lpips_vgg(self._execution_device)
+        return self._default_loss
+
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        stride: int = 16,
+        view_batch_size: int = 1,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[..., dict] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        circular: bool = False,
+        window: int | None = None,
+        sync_weight: float = 20.0,
+        sync_decay: float = 0.95,
+        sync_steps: int | None = None,
+        sync_every: int = 1,
+        sync_batch_size: int | None = None,
+        sync_checkpointing: bool = False,
+        perceptual_loss: PerceptualLoss | None = None,
+    ) -> PanoramaOutput | tuple:
+        """Generate panoramas.
+
+        Args:
+            prompt, negative_prompt: one text or a list (one panorama per prompt).
+            height, width: output size in pixels, multiples of 8 and at least one window; default one window
+                high and six wide (512 x 3072 for SD 2-base, the paper's setting).
+            stride: window offset in latent pixels (the paper: 16 = 128 px).
+            view_batch_size: windows per UNet call.
+            latents: initial noise ``(B, 4, height/8, width/8)``; used exactly as given.
+            output_type: ``"pil"``, ``"np"``, ``"pt"`` or ``"latent"``.
+            callback_on_step_end: ``f(pipe, i, t, {"latents": ...}) -> dict`` (diffusers' convention).
+            circular: 360-degree horizontal wrap (seamless left-right join).
+            window: window size in latent pixels; default the UNet's ``sample_size``.
+            sync_weight, sync_decay, sync_steps, sync_every: SyncDiffusion's w0, decay, number of synced steps
+                (default all) and period. ``sync_weight=0`` gives MultiDiffusion.
+            sync_batch_size: windows per gradient pass (default ``view_batch_size``).
+            sync_checkpointing: gradient checkpointing in the sync pass (less memory, ~1 more forward).
+            perceptual_loss: distance ``(a, b) -> (B,)`` on [-1, 1] images; default LPIPS-VGG.
+        Returns:
+            :class:`PanoramaOutput` (or a 1-tuple if ``return_dict=False``).
+        """
+        check_scheduler(self.scheduler)
+        model = self.model
+        window = window or model.window
+        height = height or window * model.vae_scale
+        width = width or 6 * height
+        size = _latent_size(height, width, model.vae_scale)
+        windows = make_windows(*size, window, stride, circular)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        negatives = _negatives(negative_prompt, len(prompts) // num_images_per_prompt, num_images_per_prompt)
+        device = self._execution_device
+        embeds = model.encode_prompt(prompts, negatives if guidance_scale > 1 else None)
+        shape = (len(prompts), self.unet.config.in_channels, *size)
+        latents = self._initial_latents(shape, generator, latents, device)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        schedule = SyncSchedule(sync_weight, sync_decay, sync_steps, sync_every)
+        sync = None
+        if schedule.weight > 0 and schedule.steps != 0:
+            loss = perceptual_loss or self.default_perceptual_loss()
+            sync = SyncOptions(schedule, loss, sync_batch_size or view_batch_size, sync_checkpointing)
+        callback = None
+        if callback_on_step_end is not None:
+            callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        latents = sample_joint(
+            model,
+            self.scheduler,
+            latents,
+            windows,
+            embeds,
+            guidance_scale,
+            view_batch_size,
+            sync,
+            callback,
+            progress=lambda steps: self.progress_bar(steps),
+            generator=_first(generator),
+        )
+        images = self._postprocess(model, latents, output_type, window // 4 if circular else 0)
+        self.maybe_free_model_hooks()
+        return PanoramaOutput(images=images) if return_dict else (images,)
+
+    def _initial_latents(
+        self, shape: tuple, generator: Any, latents: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor:
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}; got {tuple(latents.shape)}")
+        return latents.to(device=device, dtype=self.unet.dtype) * self.scheduler.init_noise_sigma
+
+    def _wrap_callback(self, fn: Callable[..., dict], names: Sequence[str]) -> Callable:
+        def callback(i: int, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+            values = {"latents": latents}
+            out = fn(self, i, t, {k: values[k] for k in names})
+            return (out or {}).get("latents", latents)
+
+        return callback
+
+    @torch.no_grad()
+    def _postprocess(self, model: LatentDiffusion, latents: torch.Tensor, output_type: str, wrap: int) -> Any:
+        if output_type == "latent":
+            return latents
+        images = model.decode(latents, wrap=wrap).float().cpu()
+        if output_type == "pt":
+            return images
+        array = VaeImageProcessor.pt_to_numpy(images)
+        if output_type == "np":
+            return array
+        if output_type == "pil":
+            return VaeImageProcessor.numpy_to_pil(array)
+        raise ValueError(f"output_type must be pil, np, pt or latent; got {output_type!r}")
+
+
+def _latent_size(height: int, width: int, scale: int) -> tuple[int, int]:
+    if height % scale or width % scale:
+        raise ValueError(f"height and width must be multiples of {scale}; got {height} x {width}")
+    return height // scale, width // scale
+
+
+def _negatives(negative: str | list[str] | None, n_prompts: int, per_prompt: int) -> list[str]:
+    negatives = [negative or ""] * n_prompts if not isinstance(negative, list) else negative
+    if len(negatives) != n_prompts:
+        raise ValueError(f"negative_prompt must have one entry per prompt ({n_prompts}); got {len(negatives)}")
+    return [n for n in negatives for _ in range(per_prompt)]
+
+
+def _first(generator: Any) -> torch.Generator | None:
+    return generator[0] if isinstance(generator, list) else generator

@@ -1,0 +1,114 @@
+"""Joint diffusion over windows of a large latent canvas: MultiDiffusion, plus SyncDiffusion's sync step.
+
+All windows are stepped together through *one* scheduler call on the stack of windows. Every scheduler update
+acts row by row, so a multistep scheduler's history (DPM-Solver++, UniPC, PNDM) is kept per window, which avoids
+the corruption of stepping windows one after another through a shared scheduler (diffusers issue #3494).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from syncguide.guidance.perceptual import PerceptualLoss
+from syncguide.guidance.sync import SyncSchedule, synchronize
+from syncguide.models.sd import LatentDiffusion, PromptEmbeds
+from syncguide.schedulers import predict_x0
+from syncguide.tiling import Window, anchor_index, crop_all, fuse
+
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]
+
+
+@dataclass
+class SyncOptions:
+    """SyncDiffusion settings for the joint sampler: schedule, perceptual loss, memory bounds."""
+
+    schedule: SyncSchedule
+    loss: PerceptualLoss
+    batch_size: int = 1
+    checkpointing: bool = False
+
+
+def predict_views(
+    model: LatentDiffusion,
+    scheduler: SchedulerMixin,
+    views: torch.Tensor,
+    t: torch.Tensor,
+    embeds: PromptEmbeds,
+    guidance_scale: float,
+    rows_per_call: int,
+) -> torch.Tensor:
+    """The guided model output for every row of ``views`` ``(n, C, h, w)``, ``rows_per_call`` rows per UNet call."""
+    outputs = []
+    for start in range(0, views.shape[0], rows_per_call):
+        rows = slice(start, start + rows_per_call)
+        x = scheduler.scale_model_input(views[rows], t)
+        outputs.append(model.predict(x, t, embeds.rows(rows), guidance_scale))
+    return torch.cat(outputs)
+
+
+def sample_joint(
+    model: LatentDiffusion,
+    scheduler: SchedulerMixin,
+    latents: torch.Tensor,
+    windows: list[Window],
+    embeds: PromptEmbeds,
+    guidance_scale: float,
+    view_batch_size: int = 1,
+    sync: SyncOptions | None = None,
+    callback: StepCallback | None = None,
+    progress: Callable[[Iterable], Iterable] = iter,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Denoise a latent canvas ``(B, C, H, W)`` over ``scheduler.timesteps`` (set beforehand).
+
+    Each step: crop every window; if sync is active, take SyncDiffusion's gradient step on every non-anchor
+    window; predict noise with CFG (``view_batch_size`` windows per UNet call); one scheduler step for all
+    windows; average the windows back into the canvas. ``embeds`` holds B rows. ``callback(i, t, latents)`` may
+    return replacement latents. Returns the final canvas latents ``(B, C, H, W)``.
+    """
+    n, b = len(windows), latents.shape[0]
+    all_embeds = embeds.repeat(n)
+    step_kwargs = _step_kwargs(scheduler, generator)
+    for i, t in enumerate(progress(scheduler.timesteps)):
+        views = crop_all(latents, windows)
+        weight = sync.schedule.weight_at(i) if sync else 0.0
+        if weight > 0:
+            views = _sync(model, scheduler, views, t, all_embeds, guidance_scale, windows, sync, weight)
+        with torch.no_grad():
+            out = predict_views(model, scheduler, views, t, all_embeds, guidance_scale, view_batch_size * b)
+            views = scheduler.step(out, t, views, return_dict=False, **step_kwargs)[0]
+        latents = fuse(views, windows, latents.shape)
+        if callback is not None:
+            replaced = callback(i, t, latents)
+            latents = latents if replaced is None else replaced
+    return latents
+
+
+def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None) -> dict:
+    # Not every scheduler's step() takes a generator (UniPC and PNDM do not).
+    accepts = "generator" in inspect.signature(scheduler.step).parameters
+    return {"generator": generator} if accepts else {}
+
+
+def _sync(
+    model: LatentDiffusion,
+    scheduler: SchedulerMixin,
+    views: torch.Tensor,
+    t: torch.Tensor,
+    embeds: PromptEmbeds,
+    guidance_scale: float,
+    windows: list[Window],
+    sync: SyncOptions,
+    weight: float,
+) -> torch.Tensor:
+    def to_image(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        out = model.predict(scheduler.scale_model_input(x, t), t, embeds.rows(rows), guidance_scale)
+        return model.decode(predict_x0(scheduler, x, out, t))
+
+    with model.gradient_checkpointing(sync.checkpointing):
+        return synchronize(views, len(windows), anchor_index(windows), to_image, sync.loss, weight, sync.batch_size)
