@@ -157,7 +157,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             progress=lambda steps: self.progress_bar(steps),
             generator=_first(generator),
         )
-        images = self._postprocess(model, latents, output_type, window // 4 if circular else 0)
+        images = self._postprocess(model, latents, output_type, seam_padding(window) if circular else 0)
         self.maybe_free_model_hooks()
         return PanoramaOutput(images=images) if return_dict else (images,)
 
@@ -191,6 +191,11 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         if output_type == "pil":
             return VaeImageProcessor.numpy_to_pil(array)
         raise ValueError(f"output_type must be pil, np, pt or latent; got {output_type!r}")
+
+
+def seam_padding(window: int) -> int:
+    """Latent columns of wrap padding used to decode a 360-degree panorama (a quarter window: 16 for SD)."""
+    return max(1, window // 4)
 
 
 def _latent_size(height: int, width: int, scale: int) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -17,7 +18,9 @@ def lpips_vgg(device: torch.device | str = "cpu", pretrained_trunk: bool = True)
     """
     import lpips  # deferred: importing lpips is slow and only sync needs it
 
-    module = lpips.LPIPS(net="vgg", pnet_rand=not pretrained_trunk, verbose=False)
+    with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=` argument
+        warnings.simplefilter("ignore", UserWarning)
+        module = lpips.LPIPS(net="vgg", pnet_rand=not pretrained_trunk, verbose=False)
     return module.eval().requires_grad_(False).to(device)
 
 

@@ -15,7 +15,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide.guidance.perceptual import PerceptualLoss
-from syncguide.guidance.sync import SyncSchedule, synchronize
+from syncguide.guidance.sync import SyncSchedule, ToImage, synchronize
 from syncguide.models.sd import LatentDiffusion, PromptEmbeds
 from syncguide.schedulers import predict_x0
 from syncguide.tiling import Window, anchor_index, crop_all, fuse
@@ -95,6 +95,19 @@ def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None) -
     return {"generator": generator} if accepts else {}
 
 
+def x0_images(
+    model: LatentDiffusion, scheduler: SchedulerMixin, t: torch.Tensor, embeds: PromptEmbeds, guidance_scale: float
+) -> ToImage:
+    """``to_image(x, rows)``: the decoded x0 prediction in [0, 1] of noisy window latents ``x`` at timestep ``t``
+    (``rows`` select their prompt embeddings); differentiable in ``x``."""
+
+    def to_image(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        out = model.predict(scheduler.scale_model_input(x, t), t, embeds.rows(rows), guidance_scale)
+        return model.decode(predict_x0(scheduler, x, out, t))
+
+    return to_image
+
+
 def _sync(
     model: LatentDiffusion,
     scheduler: SchedulerMixin,
@@ -106,9 +119,6 @@ def _sync(
     sync: SyncOptions,
     weight: float,
 ) -> torch.Tensor:
-    def to_image(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        out = model.predict(scheduler.scale_model_input(x, t), t, embeds.rows(rows), guidance_scale)
-        return model.decode(predict_x0(scheduler, x, out, t))
-
+    to_image = x0_images(model, scheduler, t, embeds, guidance_scale)
     with model.gradient_checkpointing(sync.checkpointing):
         return synchronize(views, len(windows), anchor_index(windows), to_image, sync.loss, weight, sync.batch_size)

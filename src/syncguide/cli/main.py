@@ -1,0 +1,39 @@
+"""The ``syncguide`` command: parse, dispatch, and turn bad input into one line with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from syncguide.cli import panorama
+from syncguide.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> Parser:
+    """The full command-line parser with every subcommand."""
+    parser = Parser(prog="syncguide", description="Training-free guided diffusion sampling.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    panorama.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"syncguide {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

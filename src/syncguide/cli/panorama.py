@@ -1,0 +1,164 @@
+"""``syncguide panorama``: a MultiDiffusion or SyncDiffusion panorama from a text prompt."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from syncguide import __version__
+from syncguide.cli.io import check_output, save_png
+from syncguide.cli.loading import load_pipeline, resolve_device
+from syncguide.errors import UsageError
+from syncguide.guidance.perceptual import lpips_vgg
+from syncguide.schedulers import SCHEDULERS
+
+METHODS = ("syncdiffusion", "multidiffusion")
+PERCEPTUAL = ("lpips-vgg", "lpips-random")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``panorama`` subcommand."""
+    p = sub.add_parser("panorama", help="generate a wide image", description=__doc__)
+    p.add_argument("prompt", help="text prompt")
+    p.add_argument("--model", required=True, help="diffusers Stable Diffusion pipeline: hub id or local directory")
+    p.add_argument("--negative-prompt", default="", help="negative prompt (default empty, as in the paper)")
+    p.add_argument("--height", type=int, help="pixels, a multiple of 8 (default: one window)")
+    p.add_argument("--width", type=int, help="pixels, a multiple of 8 (default: 6 x height)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    p.add_argument("--cfg", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)")
+    p.add_argument("--stride", type=int, help="window stride in latent pixels (default window/4: 16 for SD 2-base)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--method", choices=METHODS, default="syncdiffusion")
+    p.add_argument("--sync-weight", type=float, default=20.0, help="SyncDiffusion w0 (default 20)")
+    p.add_argument("--sync-decay", type=float, default=0.95, help="weight decay per step (default 0.95)")
+    p.add_argument("--sync-steps", type=int, help="synchronise during the first N steps (default all)")
+    p.add_argument("--sync-every", type=int, default=1, help="synchronise every N steps (default 1)")
+    p.add_argument("--sync-batch-size", type=int, default=1, help="windows per gradient pass (default 1)")
+    p.add_argument("--sync-checkpointing", action="store_true", help="gradient checkpointing in the sync pass")
+    p.add_argument(
+        "--perceptual",
+        choices=PERCEPTUAL,
+        default="lpips-vgg",
+        help="sync loss: LPIPS-VGG (needs the VGG16 weights) or a random-trunk LPIPS (offline tests)",
+    )
+    p.add_argument("--view-batch-size", type=int, default=1, help="windows per UNet call (default 1)")
+    p.add_argument("--circular", action="store_true", help="360-degree panorama: the right edge meets the left")
+    p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    p.add_argument("--out", type=Path, default=Path("panorama.png"), help="output PNG (default panorama.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(run=run)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raise UsageError for input that is wrong whatever the model (before anything is loaded)."""
+    for name in ("height", "width"):
+        value = getattr(args, name)
+        if value is not None and (value <= 0 or value % 8):
+            raise UsageError(f"--{name}: must be a positive multiple of 8; got {value}")
+    _at_least("--steps", args.steps, 1)
+    _at_least("--stride", args.stride, 1)
+    _at_least("--sync-every", args.sync_every, 1)
+    _at_least("--sync-batch-size", args.sync_batch_size, 1)
+    _at_least("--view-batch-size", args.view_batch_size, 1)
+    for option in ("--sync-weight", "--sync-decay", "--sync-steps", "--cfg"):
+        _at_least(option, getattr(args, option[2:].replace("-", "_")), 0)
+    check_output(args.out, args.overwrite)
+
+
+def _at_least(option: str, value: float | None, low: float) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{option}: must be >= {low}; got {value}")
+
+
+def check_geometry(args: argparse.Namespace, window: int) -> None:
+    """Raise UsageError for sizes and strides that do not fit the model's window (in latent pixels)."""
+    pixels = window * 8
+    for name in ("height", "width"):
+        if getattr(args, name) < pixels:
+            raise UsageError(f"--{name}: must be at least one window ({pixels} px); got {getattr(args, name)}")
+    if args.stride > window:
+        raise UsageError(f"--stride: must be <= the window ({window} latent px); got {args.stride}")
+    latent_width = args.width // 8
+    if args.circular and (window % args.stride or latent_width % args.stride):
+        raise UsageError(
+            f"--stride: with --circular must divide the window ({window}) and the latent width ({latent_width});"
+            f" got {args.stride}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate, save the PNG with its parameters, print them as one JSON line."""
+    check_arguments(args)
+    device = resolve_device(args.device)
+    pipe = load_pipeline(args.model, DTYPES[args.dtype], device)
+    pipe.set_scheduler(args.scheduler)
+    window = pipe.model.window
+    args.height = args.height or window * 8
+    args.width = args.width or 6 * args.height
+    args.stride = args.stride or max(1, window // 4)
+    check_geometry(args, window)
+    params = parameters(args, window, str(device))
+    start = time.perf_counter()
+    image = generate(pipe, args, device)
+    save_png(image, args.out, params, args.overwrite)
+    print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
+    return 0
+
+
+def generate(pipe: Any, args: argparse.Namespace, device: torch.device) -> Any:
+    """Call the pipeline with the command line's settings; returns one PIL image."""
+    sync = args.method == "syncdiffusion"
+    loss = lpips_vgg(device, pretrained_trunk=args.perceptual == "lpips-vgg") if sync else None
+    return pipe(
+        args.prompt,
+        negative_prompt=args.negative_prompt,
+        height=args.height,
+        width=args.width,
+        num_inference_steps=args.steps,
+        guidance_scale=args.cfg,
+        stride=args.stride,
+        view_batch_size=args.view_batch_size,
+        generator=torch.Generator("cpu").manual_seed(args.seed),
+        circular=args.circular,
+        sync_weight=args.sync_weight if sync else 0.0,
+        sync_decay=args.sync_decay,
+        sync_steps=args.sync_steps,
+        sync_every=args.sync_every,
+        sync_batch_size=args.sync_batch_size,
+        sync_checkpointing=args.sync_checkpointing,
+        perceptual_loss=loss,
+    ).images[0]
+
+
+def parameters(args: argparse.Namespace, window: int, device: str) -> dict[str, Any]:
+    """Every setting that determines the image, as stored in the PNG."""
+    names = (
+        "prompt",
+        "negative_prompt",
+        "model",
+        "height",
+        "width",
+        "steps",
+        "cfg",
+        "stride",
+        "seed",
+        "method",
+        "sync_weight",
+        "sync_decay",
+        "sync_steps",
+        "sync_every",
+        "perceptual",
+        "circular",
+        "scheduler",
+        "dtype",
+    )
+    params = {name: getattr(args, name) for name in names}
+    return {**params, "window": window, "device": device, "syncguide": __version__}

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny random Stable Diffusion pipelines built from config, LPIPS with a random trunk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from syncguide import SyncDiffusionPipeline
+from syncguide.guidance.perceptual import lpips_vgg
+from syncguide.models.tiny import save_tiny_pipeline
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny epsilon-prediction SD pipeline saved in diffusers format (64 px window)."""
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vpred_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same, with v-prediction (as SD 2.x 768-v)."""
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd-v"), prediction_type="v_prediction", seed=1)
+
+
+def _load(directory: Path) -> SyncDiffusionPipeline:
+    pipe = SyncDiffusionPipeline.from_pretrained(directory)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="session")
+def pipe(tiny_dir: Path) -> SyncDiffusionPipeline:
+    return _load(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def vpred_pipe(tiny_vpred_dir: Path) -> SyncDiffusionPipeline:
+    return _load(tiny_vpred_dir)
+
+
+@pytest.fixture(scope="session")
+def random_lpips() -> torch.nn.Module:
+    """LPIPS-VGG with a random trunk: differentiable and offline; its scores mean nothing."""
+    return lpips_vgg(pretrained_trunk=False)

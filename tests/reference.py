@@ -1,0 +1,44 @@
+"""A plain, independent MultiDiffusion loop (one window at a time, one scheduler copy per window).
+
+Written from the paper, sharing no code with syncguide's sampler, to cross-check it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+def views(height: int, width: int, window: int, stride: int) -> list[tuple[int, int]]:
+    tops = list(range(0, height - window + 1, stride))
+    lefts = list(range(0, width - window + 1, stride))
+    assert tops[-1] + window == height and lefts[-1] + window == width, "reference needs exact tilings"
+    return [(top, left) for top in tops for left in lefts]
+
+
+@torch.no_grad()
+def multidiffusion(pipe, prompt: str, latents: torch.Tensor, steps: int, cfg: float, stride: int, scheduler=None):
+    """Final latents of MultiDiffusion with a separate copy of ``scheduler`` for every window."""
+    unet, window = pipe.unet, pipe.unet.config.sample_size
+    ids = pipe.tokenizer(
+        [prompt, ""], padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids
+    cond, uncond = pipe.text_encoder(ids)[0].chunk(2)
+    scheduler = copy.deepcopy(scheduler or pipe.scheduler)
+    scheduler.set_timesteps(steps)
+    grid = views(latents.shape[-2], latents.shape[-1], window, stride)
+    schedulers = [copy.deepcopy(scheduler) for _ in grid]
+    for t in scheduler.timesteps:
+        value, count = torch.zeros_like(latents), torch.zeros_like(latents)
+        for (top, left), sched in zip(grid, schedulers, strict=True):
+            x = latents[:, :, top : top + window, left : left + window]
+            inp = sched.scale_model_input(x, t)
+            out = unet(torch.cat([inp, inp]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+            out_uncond, out_cond = out.chunk(2)
+            eps = out_uncond + cfg * (out_cond - out_uncond)
+            x = sched.step(eps, t, x).prev_sample
+            value[:, :, top : top + window, left : left + window] += x
+            count[:, :, top : top + window, left : left + window] += 1
+        latents = value / count
+    return latents
