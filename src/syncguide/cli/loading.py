@@ -26,15 +26,14 @@ def check_model(spec: str) -> None:
 def load_pipeline(spec: str, dtype: torch.dtype, device: torch.device) -> SyncDiffusionPipeline:
     """Load a Stable Diffusion pipeline as a :class:`SyncDiffusionPipeline` on ``device``."""
     check_model(spec)
+    local = Path(spec).expanduser()
     try:
-        pipe = SyncDiffusionPipeline.from_pretrained(
-            str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else spec, torch_dtype=dtype
-        )
+        pipe = SyncDiffusionPipeline.from_pretrained(str(local) if local.exists() else spec)
     except Exception as error:  # any loading failure is bad input to report in one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"--model: cannot load {spec} as a Stable Diffusion pipeline: {first}") from None
     pipe.set_progress_bar_config(leave=False)
-    return pipe.to(device)
+    return pipe.to(device, dtype)
 
 
 def resolve_device(name: str) -> torch.device:

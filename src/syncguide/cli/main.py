@@ -25,9 +25,20 @@ def build_parser() -> Parser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep stderr for our progress bar and errors: no loading bars or info logs from diffusers/transformers."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.disable_progress_bar()
+        library.utils.logging.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         return args.run(args)
     except UsageError as error:

@@ -13,13 +13,14 @@ PerceptualLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def lpips_vgg(device: torch.device | str = "cpu", pretrained_trunk: bool = True) -> torch.nn.Module:
     """LPIPS with the VGG16 trunk and v0.1 linear heads (the papers' perceptual loss), frozen, in eval mode.
 
-    ``pretrained_trunk=False`` keeps the trunk random so nothing is downloaded (tests only: scores then mean
-    nothing). The trunk's ImageNet weights come through torchvision's download cache.
+    ``pretrained_trunk=False`` keeps the trunk random (seeded, so reproducible) and nothing is downloaded (tests
+    only: scores then mean nothing). The trunk's ImageNet weights come through torchvision's download cache.
     """
     import lpips  # deferred: importing lpips is slow and only sync needs it
 
-    with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=` argument
-        warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        warnings.simplefilter("ignore", UserWarning)  # lpips passes torchvision's deprecated `pretrained=`
+        torch.manual_seed(0)  # a random trunk is the same random trunk every time
         module = lpips.LPIPS(net="vgg", pnet_rand=not pretrained_trunk, verbose=False)
     return module.eval().requires_grad_(False).to(device)
 
