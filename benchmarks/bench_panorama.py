@@ -7,7 +7,8 @@
     python benchmarks/bench_panorama.py chunk          # memory against windows per gradient pass
 
 Each measurement runs in a fresh process: load the model, one warm-up step, then the timed call; peak memory
-is the process's peak resident set size minus its size just before the timed call. The sync loss is LPIPS-VGG
+is the process's peak resident set size during the timed call (the kernel's high-water mark, reset just before
+it) minus its size just before it. The sync loss is LPIPS-VGG
 with a random trunk (the same computation as the real LPIPS-VGG; no download).
 """
 
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import torch
@@ -57,7 +58,7 @@ def run_one(config: dict) -> dict:
     pipe.set_progress_bar_config(disable=True)
     common = {"view_batch_size": config.get("view_batch_size", 1), "output_type": "np"}
     pipe("warm up", height=config["height"], width=config["height"], num_inference_steps=1, **common, **kwargs)
-    base = psutil.Process().memory_info().rss
+    base = reset_peak_rss()
     start = time.perf_counter()
     pipe(
         "a photo of mountains at sunset",
@@ -69,8 +70,21 @@ def run_one(config: dict) -> dict:
         **kwargs,
     )
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    return {"seconds": seconds, "peak_mb": max(0.0, (peak - base) / 2**20)}
+    return {"seconds": seconds, "peak_mb": max(0.0, (peak_rss() - base) / 2**20)}
+
+
+def reset_peak_rss() -> int:
+    """Reset the kernel's high-water mark of resident memory (Linux); returns the current RSS in bytes."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return psutil.Process().memory_info().rss
+
+
+def peak_rss() -> int:
+    """Peak resident memory since the last reset, in bytes (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def measure(config: dict) -> dict:

@@ -78,15 +78,15 @@ def _at_least(option: str, value: float | None, low: float) -> None:
         raise UsageError(f"{option}: must be >= {low}; got {value}")
 
 
-def check_geometry(args: argparse.Namespace, window: int) -> None:
-    """Raise UsageError for sizes and strides that do not fit the model's window (in latent pixels)."""
-    pixels = window * 8
+def check_geometry(args: argparse.Namespace, window: int, scale: int) -> None:
+    """Raise UsageError for sizes and strides that do not fit the model's window (latent pixels of ``scale`` px)."""
+    pixels = window * scale
     for name in ("height", "width"):
         if getattr(args, name) < pixels:
             raise UsageError(f"--{name}: must be at least one window ({pixels} px); got {getattr(args, name)}")
     if args.stride > window:
         raise UsageError(f"--stride: must be <= the window ({window} latent px); got {args.stride}")
-    latent_width = args.width // 8
+    latent_width = args.width // scale
     if args.circular and (window % args.stride or latent_width % args.stride):
         raise UsageError(
             f"--stride: with --circular must divide the window ({window}) and the latent width ({latent_width});"
@@ -100,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     pipe = load_pipeline(args.model, DTYPES[args.dtype], device)
     pipe.set_scheduler(args.scheduler)
-    window = pipe.model.window
-    args.height = args.height or window * 8
+    window, scale = pipe.model.window, pipe.model.vae_scale
+    args.height = args.height or window * scale
     args.width = args.width or 6 * args.height
     args.stride = args.stride or max(1, window // 4)
-    check_geometry(args, window)
+    check_geometry(args, window, scale)
     params = parameters(args, window, str(device))
     start = time.perf_counter()
     image = generate(pipe, args, device)
