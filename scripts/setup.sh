@@ -8,4 +8,4 @@ python3 -m venv .venv
 mkdir -p outputs
 [ -f models/tiny-sd/model_index.json ] || .venv/bin/python scripts/make_tiny_model.py models/tiny-sd
 .venv/bin/syncguide panorama "a photo of mountains at sunset" --model models/tiny-sd --perceptual lpips-random \
-  --steps 20 --out outputs/first-panorama.png --overwrite
+  --steps 20 --stride 4 --sync-steps 10 --out outputs/first-panorama.png --overwrite

@@ -36,7 +36,7 @@ def bpe_tables(words: list[str]) -> tuple[dict[str, int], list[str]]:
 
 
 def build_tokenizer(words: list[str], directory: str | Path, max_length: int = 77) -> CLIPTokenizer:
-    """Write ``vocab.json`` and ``merges.txt`` for ``words`` into ``directory`` and load a CLIPTokenizer.
+    """Write ``vocab.json`` and ``merges.txt`` for ``words`` into ``directory``, load a CLIPTokenizer, save it.
 
     Raises RuntimeError if the loaded tokenizer's size differs from the written vocabulary.
     """
@@ -47,6 +47,7 @@ def build_tokenizer(words: list[str], directory: str | Path, max_length: int = 7
     (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     tokenizer = CLIPTokenizer.from_pretrained(directory, model_max_length=max_length)
     check_tokenizer(tokenizer, len(vocab))
+    tokenizer.save_pretrained(directory)  # records model_max_length for later from_pretrained calls
     return tokenizer
 
 
