@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from syncguide.cli import panorama
+from syncguide.cli import demo, panorama
 from syncguide.errors import UsageError
 
 
@@ -22,6 +22,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="syncguide", description="Training-free guided diffusion sampling.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     panorama.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 
@@ -42,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except UsageError as error:
-        print(f"syncguide {args.command}: error: {error}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "demo_command", None))))
+        print(f"syncguide {command}: error: {error}", file=sys.stderr)
         return 2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,14 @@ import torch
 from syncguide import __version__
 from syncguide.cli.io import check_output, save_png
 from syncguide.cli.loading import load_pipeline, resolve_device
+from syncguide.demo.bundled import bundled, is_bundled
 from syncguide.errors import UsageError
-from syncguide.guidance.perceptual import lpips_vgg
+from syncguide.guidance.perceptual import clip_feature_distance, lpips_vgg
 from syncguide.schedulers import SCHEDULERS
 
 METHODS = ("syncdiffusion", "multidiffusion")
-PERCEPTUAL = ("lpips-vgg", "lpips-random")
+PERCEPTUAL = ("auto", "lpips-vgg", "demo-clip", "lpips-random")
+DEMO_WIDTH = 512
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -26,7 +29,10 @@ def add_parser(sub: Any) -> None:
     """Register the ``panorama`` subcommand."""
     p = sub.add_parser("panorama", help="generate a wide image", description=__doc__)
     p.add_argument("prompt", help="text prompt")
-    p.add_argument("--model", required=True, help="diffusers Stable Diffusion pipeline: hub id or local directory")
+    p.add_argument(
+        "--model",
+        help="diffusers Stable Diffusion pipeline: hub id or local directory (default: the bundled demo model)",
+    )
     p.add_argument("--negative-prompt", default="", help="negative prompt (default empty, as in the paper)")
     p.add_argument("--height", type=int, help="pixels, a multiple of 8 (default: one window)")
     p.add_argument("--width", type=int, help="pixels, a multiple of 8 (default: 6 x height)")
@@ -44,8 +50,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--perceptual",
         choices=PERCEPTUAL,
-        default="lpips-vgg",
-        help="sync loss: LPIPS-VGG (needs the VGG16 weights) or a random-trunk LPIPS (offline tests)",
+        default="auto",
+        help="sync loss: lpips-vgg (needs the VGG16 weights), demo-clip (tiny CLIP features), lpips-random (offline"
+        " tests); auto (default) is demo-clip for the bundled demo model and lpips-vgg otherwise",
     )
     p.add_argument("--view-batch-size", type=int, default=1, help="windows per UNet call (default 1)")
     p.add_argument("--circular", action="store_true", help="360-degree panorama: the right edge meets the left")
@@ -97,12 +104,22 @@ def check_geometry(args: argparse.Namespace, window: int, scale: int) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate, save the PNG with its parameters, print them as one JSON line."""
     check_arguments(args)
+    demo = args.model is None
+    if demo:
+        args.model = str(_bundled("sd"))
+        print(
+            f"syncguide: using the bundled demo model ({args.model}): a tiny model of procedural landscapes."
+            " Pass --model HUB_ID_OR_DIR for a real Stable Diffusion checkpoint.",
+            file=sys.stderr,
+        )
+    if args.perceptual == "auto":
+        args.perceptual = "demo-clip" if demo or is_bundled(args.model) else "lpips-vgg"
     device = resolve_device(args.device)
     pipe = load_pipeline(args.model, DTYPES[args.dtype], device)
     pipe.set_scheduler(args.scheduler)
     window, scale = pipe.model.window, pipe.model.vae_scale
     args.height = args.height or window * scale
-    args.width = args.width or 6 * args.height
+    args.width = args.width or (DEMO_WIDTH if demo else 6 * args.height)
     args.stride = args.stride or max(1, window // 4)
     check_geometry(args, window, scale)
     params = parameters(args, window, str(device))
@@ -116,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 def generate(pipe: Any, args: argparse.Namespace, device: torch.device) -> Any:
     """Call the pipeline with the command line's settings; returns one PIL image."""
     sync = args.method == "syncdiffusion"
-    loss = lpips_vgg(device, pretrained_trunk=args.perceptual == "lpips-vgg") if sync else None
+    loss = perceptual_loss(args.perceptual, device) if sync else None
     return pipe(
         args.prompt,
         negative_prompt=args.negative_prompt,
@@ -136,6 +153,21 @@ def generate(pipe: Any, args: argparse.Namespace, device: torch.device) -> Any:
         sync_checkpointing=args.sync_checkpointing,
         perceptual_loss=loss,
     ).images[0]
+
+
+def perceptual_loss(name: str, device: torch.device) -> torch.nn.Module:
+    """The sync loss called ``name`` (a :data:`PERCEPTUAL` choice other than auto) on ``device``."""
+    if name == "demo-clip":
+        return clip_feature_distance(_bundled("clip"), device)
+    return lpips_vgg(device, pretrained_trunk=name == "lpips-vgg")
+
+
+def _bundled(name: str) -> Path:
+    try:
+        return bundled(name)
+    except FileNotFoundError as error:
+        option = "--model" if name == "sd" else "--perceptual"
+        raise UsageError(f"{option}: {error}") from None
 
 
 def parameters(args: argparse.Namespace, window: int, device: str) -> dict[str, Any]:

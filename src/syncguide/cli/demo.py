@@ -1,0 +1,69 @@
+"""``syncguide demo``: render the demo world, train its bundled models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from syncguide.cli.io import check_output, save_png
+from syncguide.demo.train import RECIPES, recipe
+from syncguide.demo.world import MIN_WIDTH, SEASONS, TIMES, generate, labels_to_json
+from syncguide.errors import UsageError
+
+RUNS = Path("runs")
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``demo world`` and ``demo train``."""
+    demo = sub.add_parser("demo", help="the offline demo world", description=__doc__)
+    commands = demo.add_subparsers(dest="demo_command", required=True, parser_class=type(demo))
+    world = commands.add_parser("world", help="render one landscape panorama with its labels")
+    world.add_argument("--seed", type=int, default=0)
+    world.add_argument("--width", type=int, default=512, help=f"pixels, >= {MIN_WIDTH} (height is 64)")
+    world.add_argument("--time", choices=TIMES, help="fix the time of day")
+    world.add_argument("--season", choices=SEASONS, help="fix the season")
+    world.add_argument("--out", type=Path, default=Path("world.png"))
+    world.add_argument("--overwrite", action="store_true")
+    world.set_defaults(run=run_world)
+    train = commands.add_parser("train", help="train a bundled model (deterministic, resumable)")
+    train.add_argument("name", choices=tuple(RECIPES))
+    train.add_argument("--out", type=Path, help="run directory (default runs/NAME); checkpoints and the model")
+    train.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    train.add_argument("--vae", type=Path, default=RUNS / "vae" / "model", help="sd only: the trained demo VAE")
+    train.set_defaults(run=run_train)
+
+
+def run_world(args: argparse.Namespace) -> int:
+    """Render, save the PNG with its labels (text chunk), print the labels as one JSON line."""
+    if args.width < MIN_WIDTH:
+        raise UsageError(f"--width: must be >= {MIN_WIDTH}; got {args.width}")
+    check_output(args.out, args.overwrite)
+    fixed = {k: getattr(args, k) for k in ("time", "season") if getattr(args, k) is not None}
+    image, labels = generate(args.seed, args.width, **fixed)
+    record = {"seed": args.seed, "width": args.width, "labels": labels_to_json(labels)}
+    save_png(Image.fromarray(image), args.out, record, args.overwrite)
+    print(json.dumps({**record, "out": str(args.out)}))
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run (or resume) one recipe; print where the model is."""
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps: must be >= 1; got {args.steps}")
+    out = args.out or RUNS / args.name
+    kwargs: dict[str, Any] = {"seed": args.seed, "resume": not args.restart}
+    if args.steps is not None:
+        kwargs["steps"] = args.steps
+    if args.name == "sd":
+        if not (args.vae / "config.json").is_file():
+            raise UsageError(f"--vae: {args.vae} is not a trained model directory")
+        kwargs["vae_dir"] = args.vae
+    model = recipe(args.name)(out, **kwargs)
+    print(json.dumps({"recipe": args.name, "model": str(model)}))
+    return 0

@@ -1,0 +1,34 @@
+"""The demo world's models shipped inside the package (trained by ``syncguide demo train NAME``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED = Path(__file__).parent / "models"
+MODELS = {
+    "sd": "tiny Stable Diffusion pipeline (diffusers format): the CLI's default model",
+    "ddpm": "tiny unconditional pixel DDPM (diffusers format)",
+    "clip": "tiny CLIP (transformers format): SDG guidance and the demo sync loss",
+    "judge": "attribute classifier: the judge of every demo evaluation",
+}
+
+
+def bundled(name: str) -> Path:
+    """Directory of bundled model ``name``; FileNotFoundError (saying how to make it) if it is not installed."""
+    if name not in MODELS:
+        raise ValueError(f"bundled model must be one of {', '.join(MODELS)}; got {name!r}")
+    path = BUNDLED / name
+    if not any(path.glob("*.json")):
+        raise FileNotFoundError(
+            f"the bundled demo model {name!r} is not in this install ({path}); "
+            f"train it with `syncguide demo train {name}` and copy runs/{name}/model there"
+        )
+    return path
+
+
+def is_bundled(path: str | Path) -> bool:
+    """Whether ``path`` is one of the bundled model directories."""
+    try:
+        return Path(path).resolve().parent == BUNDLED.resolve()
+    except OSError:
+        return False
