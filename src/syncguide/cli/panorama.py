@@ -22,6 +22,7 @@ from syncguide.schedulers import SCHEDULERS
 METHODS = ("syncdiffusion", "multidiffusion")
 PERCEPTUAL = ("auto", "lpips-vgg", "demo-clip", "lpips-random")
 DEMO_WIDTH = 512
+DEMO_BATCH = 8  # windows per call for the tiny demo model: batching pays on a CPU, memory is small
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -45,7 +46,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sync-decay", type=float, default=0.95, help="weight decay per step (default 0.95)")
     p.add_argument("--sync-steps", type=int, help="synchronise during the first N steps (default all)")
     p.add_argument("--sync-every", type=int, default=1, help="synchronise every N steps (default 1)")
-    p.add_argument("--sync-batch-size", type=int, default=1, help="windows per gradient pass (default 1)")
+    p.add_argument(
+        "--sync-batch-size", type=int, help=f"windows per gradient pass (default 1; {DEMO_BATCH} for the demo model)"
+    )
     p.add_argument("--sync-checkpointing", action="store_true", help="gradient checkpointing in the sync pass")
     p.add_argument(
         "--perceptual",
@@ -54,7 +57,9 @@ def add_parser(sub: Any) -> None:
         help="sync loss: lpips-vgg (needs the VGG16 weights), demo-clip (tiny CLIP features), lpips-random (offline"
         " tests); auto (default) is demo-clip for the bundled demo model and lpips-vgg otherwise",
     )
-    p.add_argument("--view-batch-size", type=int, default=1, help="windows per UNet call (default 1)")
+    p.add_argument(
+        "--view-batch-size", type=int, help=f"windows per UNet call (default 1; {DEMO_BATCH} for the demo model)"
+    )
     p.add_argument("--circular", action="store_true", help="360-degree panorama: the right edge meets the left")
     p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
@@ -121,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     args.height = args.height or window * scale
     args.width = args.width or (DEMO_WIDTH if demo else 6 * args.height)
     args.stride = args.stride or max(1, window // 4)
+    args.view_batch_size = args.view_batch_size or (DEMO_BATCH if demo else 1)
+    args.sync_batch_size = args.sync_batch_size or (DEMO_BATCH if demo else 1)
     check_geometry(args, window, scale)
     params = parameters(args, window, str(device))
     start = time.perf_counter()
@@ -187,6 +194,9 @@ def parameters(args: argparse.Namespace, window: int, device: str) -> dict[str, 
         "sync_decay",
         "sync_steps",
         "sync_every",
+        "sync_batch_size",
+        "view_batch_size",
+        "sync_checkpointing",
         "perceptual",
         "circular",
         "scheduler",
