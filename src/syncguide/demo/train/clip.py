@@ -28,7 +28,7 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenize
 from transformers.utils import logging as hf_logging
 
 from syncguide.demo.train.common import Checkpoint, batch_indices, make_crops, step_generator, timer, train_loop
-from syncguide.demo.world import SEASONS, TERRAINS, TIMES, VOCABULARY, WATERS, caption
+from syncguide.demo.world import SEASONS, TERRAINS, TIMES, VOCABULARY, WATERS, caption, crop_dataset
 from syncguide.models.tokenizer import build_tokenizer, check_tokenizer
 
 __all__ = [
@@ -303,34 +303,49 @@ def _zero_shot(image_embeds: torch.Tensor, text_embeds: torch.Tensor, truth: tor
 
 
 @torch.no_grad()
-def evaluate(model_dir: str | Path, seed: int = 54321, rounds: int = 100, group: int = 20) -> dict[str, float]:
+def evaluate(
+    model_dir: str | Path, seed: int = 54321, rounds: int = 100, group: int = 20, crops_per_panorama: int = 1
+) -> dict[str, float]:
     """Retrieval and zero-shot accuracies of the CLIP in ``model_dir`` on fresh crops drawn from ``seed``.
 
     ``t2i_top1``: per round, ``group`` crops and their full captions; the fraction of captions whose own crop has
     the highest cosine similarity among the ``group``. ``i2t_top1``: the same from images to captions.
+    By default every crop comes from its own panorama: crops of one panorama share time and season and often
+    all local labels, so their full captions coincide and no model can tell them apart.
+    ``t2i_ceiling``: the expected ``t2i_top1`` of a perfect model that picks at random among the crops with the
+    caption's attributes; ``t2i_attr`` / ``i2t_attr``: the fraction of top-1 matches with exactly the
+    attributes of the query (ties count as right).
     ``zeroshot_time`` / ``zeroshot_season`` / ``zeroshot_terrain``: accuracy of the best-matching prompt among
     the values (``TIME_PROMPTS`` ...) over all crops.
     """
     hf_logging.set_verbosity_error()
     model, tokenizer, _ = load_clip(model_dir)
-    data = make_crops(seed, rounds * group)
+    total = rounds * group
+    pixels, raw_labels, _ = crop_dataset(seed, total, crops_per_panorama=crops_per_panorama)
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
+    labels = {key: torch.from_numpy(value) for key, value in raw_labels.items()}
+    attrs = [attributes_of(labels, i) for i in range(total)]
+    keys = [tuple(sorted(a.items())) for a in attrs]
     rng = np.random.default_rng(seed)
-    texts = [caption(attributes_of(data.labels, i), rng, names=FULL) for i in range(len(data))]
-    images = encode_images(model, data.images)
-    captions = torch.cat([encode_texts(model, tokenizer, texts[i : i + 500]) for i in range(0, len(texts), 500)])
-    t2i = i2t = 0
-    own = torch.arange(group)
+    texts = [caption(a, rng, names=FULL) for a in attrs]
+    image_embeds = encode_images(model, images)
+    text_embeds = torch.cat([encode_texts(model, tokenizer, texts[i : i + 500]) for i in range(0, total, 500)])
+    counts = dict.fromkeys(("t2i_top1", "i2t_top1", "t2i_attr", "i2t_attr", "t2i_ceiling"), 0.0)
     for r in range(rounds):
-        sims = captions[r * group : (r + 1) * group] @ images[r * group : (r + 1) * group].T
-        t2i += int((sims.argmax(dim=1) == own).sum())
-        i2t += int((sims.argmax(dim=0) == own).sum())
-    total = max(1, rounds * group)
-    result = {"t2i_top1": t2i / total, "i2t_top1": i2t / total}
+        rows = range(r * group, (r + 1) * group)
+        sims = text_embeds[rows.start : rows.stop] @ image_embeds[rows.start : rows.stop].T
+        for name, best in (("t2i", sims.argmax(dim=1)), ("i2t", sims.argmax(dim=0))):
+            for j, b in enumerate(best.tolist()):
+                counts[f"{name}_top1"] += b == j
+                counts[f"{name}_attr"] += keys[rows[b]] == keys[rows[j]]
+        for i in rows:
+            counts["t2i_ceiling"] += 1 / sum(keys[i] == keys[m] for m in rows)
+    result = {key: value / max(1, total) for key, value in counts.items()}
     for name, prompts, values in (
         ("time", TIME_PROMPTS, TIMES),
         ("season", SEASON_PROMPTS, SEASONS),
         ("terrain", TERRAIN_PROMPTS, TERRAINS),
     ):
         prompt_embeds = encode_texts(model, tokenizer, [prompts[v] for v in values])
-        result[f"zeroshot_{name}"] = _zero_shot(images, prompt_embeds, data.labels[name]) if len(data) else 0.0
+        result[f"zeroshot_{name}"] = _zero_shot(image_embeds, prompt_embeds, labels[name]) if total else 0.0
     return result
