@@ -41,14 +41,14 @@ def size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def card(name: str, steps: int, seconds: float, metrics: dict, extra_command: str, size: float) -> str:
+def card(name: str, steps: int, seconds: float, metrics: dict, extra_command: str, size: float, note: str) -> str:
     """The model card's markdown."""
     command = f"syncguide demo train {name} --steps {steps}{extra_command}"
     return "\n".join(
         [
             f"# syncguide demo model: {name}",
             "",
-            f"{MODELS[name]}; {RECIPES[name]}.",
+            f"{RECIPES[name][0].upper()}{RECIPES[name][1:]}; used for: {MODELS[name]}.",
             "",
             "- **Data**: 64 x 64 crops of the procedural demo world (`syncguide.demo.world.crop_dataset`, seed 0, "
             "20 000 crops) with their captions and labels; evaluated on fresh generator seeds.",
@@ -58,6 +58,7 @@ def card(name: str, steps: int, seconds: float, metrics: dict, extra_command: st
             "",
             "## Measured quality",
             "",
+            *([note, ""] if note else []),
             "```json",
             json.dumps(metrics, indent=2),
             "```",
@@ -73,13 +74,15 @@ def main() -> None:
     parser.add_argument("--train-seconds", type=float, required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--command-extra", default="", help="extra options of the training command, for the card")
+    parser.add_argument("--note", default="", help="a sentence for the card (e.g. a target not yet met)")
+    parser.add_argument("--metrics", type=Path, help="JSON of numbers already measured by the same evaluate functions")
     args = parser.parse_args()
     source = (args.run or Path("runs") / args.name) / "model"
     target = BUNDLED / args.name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
-    metrics = measure(args.name, target, source.parent)
-    text = card(args.name, args.steps, args.train_seconds, metrics, args.command_extra, size_mb(target))
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else measure(args.name, target, source.parent)
+    text = card(args.name, args.steps, args.train_seconds, metrics, args.command_extra, size_mb(target), args.note)
     (target / "README.md").write_text(text)
     print(text)
 

@@ -22,6 +22,8 @@ from syncguide.schedulers import SCHEDULERS
 METHODS = ("syncdiffusion", "multidiffusion")
 PERCEPTUAL = ("auto", "lpips-vgg", "demo-clip", "lpips-random")
 DEMO_WIDTH = 512
+# The demo model runs in seconds: fewer steps, a coarser stride and the reference command's 10 synced steps.
+DEMO_STEPS, DEMO_SYNC_STEPS = 25, 10
 DEMO_BATCH = 8  # windows per call for the tiny demo model: batching pays on a CPU, memory is small
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -37,14 +39,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--negative-prompt", default="", help="negative prompt (default empty, as in the paper)")
     p.add_argument("--height", type=int, help="pixels, a multiple of 8 (default: one window)")
     p.add_argument("--width", type=int, help="pixels, a multiple of 8 (default: 6 x height)")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
+    p.add_argument("--steps", type=int, help=f"denoising steps (default 50; {DEMO_STEPS} for the demo model)")
     p.add_argument("--cfg", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)")
     p.add_argument("--stride", type=int, help="window stride in latent pixels (default window/4: 16 for SD 2-base)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--method", choices=METHODS, default="syncdiffusion")
     p.add_argument("--sync-weight", type=float, default=20.0, help="SyncDiffusion w0 (default 20)")
     p.add_argument("--sync-decay", type=float, default=0.95, help="weight decay per step (default 0.95)")
-    p.add_argument("--sync-steps", type=int, help="synchronise during the first N steps (default all)")
+    p.add_argument(
+        "--sync-steps",
+        type=int,
+        help=f"synchronise during the first N steps (default all; {DEMO_SYNC_STEPS} for the demo)",
+    )
     p.add_argument("--sync-every", type=int, default=1, help="synchronise every N steps (default 1)")
     p.add_argument(
         "--sync-batch-size", type=int, help=f"windows per gradient pass (default 1; {DEMO_BATCH} for the demo model)"
@@ -125,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
     window, scale = pipe.model.window, pipe.model.vae_scale
     args.height = args.height or window * scale
     args.width = args.width or (DEMO_WIDTH if demo else 6 * args.height)
-    args.stride = args.stride or max(1, window // 4)
+    args.stride = args.stride or max(1, window // (2 if demo else 4))
+    args.steps = args.steps or (DEMO_STEPS if demo else 50)
+    if args.sync_steps is None and demo:
+        args.sync_steps = DEMO_SYNC_STEPS
     args.view_batch_size = args.view_batch_size or (DEMO_BATCH if demo else 1)
     args.sync_batch_size = args.sync_batch_size or (DEMO_BATCH if demo else 1)
     check_geometry(args, window, scale)

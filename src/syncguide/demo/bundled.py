@@ -6,10 +6,10 @@ from pathlib import Path
 
 BUNDLED = Path(__file__).parent / "models"
 MODELS = {
-    "sd": "tiny Stable Diffusion pipeline (diffusers format): the CLI's default model",
-    "ddpm": "tiny unconditional pixel DDPM (diffusers format)",
-    "clip": "tiny CLIP (transformers format): SDG guidance and the demo sync loss",
-    "judge": "attribute classifier: the judge of every demo evaluation",
+    "sd": "the CLI's default model (diffusers StableDiffusionPipeline format)",
+    "ddpm": "an unconditional model like those SDG guides (diffusers DDPMPipeline format)",
+    "clip": "SDG guidance and the demo sync loss (transformers CLIPModel format)",
+    "judge": "judging every demo evaluation; nothing guides with it",
 }
 
 

@@ -536,7 +536,7 @@ def render(labels: WorldLabels, rng_or_seed: RngLike) -> np.ndarray:
     rock[:, lit] *= 1.12
     rock[:, ~lit] *= 0.82
     if season == "snow":
-        streaks = (fine > 0.72) & (coarse > 0.45) & (y > skyline[None, :] + 2)
+        streaks = (fine > 0.78) & (coarse > 0.5) & (y > skyline[None, :] + 2)
         rock[streaks] = _SNOW_ROCK * face[streaks][:, None]
     else:
         cap = (y < 12.5 + 2.0 * coarse) & (y < skyline[None, :] + 5)

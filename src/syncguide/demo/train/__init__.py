@@ -10,7 +10,7 @@ RECIPES = {
     "judge": "attribute classifier (the judge of every evaluation)",
     "clip": "tiny CLIP, image and text towers, contrastive",
     "vae": "tiny AutoencoderKL (downsampling 4) for the demo Stable Diffusion",
-    "sd": "tiny Stable Diffusion UNet on the demo VAE and tiny CLIP text tower",
+    "sd": "tiny Stable Diffusion: UNet and CLIP text encoder trained together on the demo VAE's latents",
     "ddpm": "tiny pixel-space unconditional DDPM (32 x 32)",
 }
 
