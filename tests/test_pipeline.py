@@ -164,3 +164,18 @@ def test_circular_panorama_has_no_seam(pipe) -> None:
     truth = torch.roll(rotated, -128, dims=-1)[..., near_join]
     assert (image[..., near_join] - truth).abs().mean() < 0.02
     assert (plain[..., near_join] - truth).abs().mean() > 0.05
+
+
+def test_from_pretrained_defaults_to_ddim_with_the_checkpoint_schedule(pipe, tmp_path) -> None:
+    from diffusers import PNDMScheduler
+
+    sd = StableDiffusionPipeline(
+        **pipe.components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    sd.scheduler = PNDMScheduler.from_config(pipe.scheduler.config)
+    sd.save_pretrained(tmp_path)
+    loaded = SyncDiffusionPipeline.from_pretrained(tmp_path)
+    assert isinstance(loaded.scheduler, DDIMScheduler)
+    assert torch.equal(loaded.scheduler.alphas_cumprod, pipe.scheduler.alphas_cumprod)
+    kept = SyncDiffusionPipeline.from_pretrained(tmp_path, scheduler=PNDMScheduler.from_config(sd.scheduler.config))
+    assert isinstance(kept.scheduler, PNDMScheduler)

@@ -58,6 +58,15 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
         self._default_loss: PerceptualLoss | None = None
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> SyncDiffusionPipeline:
+        """Load like ``DiffusionPipeline.from_pretrained``; the scheduler becomes DDIM (the papers') with the
+        checkpoint's noise schedule, unless a ``scheduler=`` is passed."""
+        pipe = super().from_pretrained(*args, **kwargs)
+        if "scheduler" not in kwargs:
+            pipe.set_scheduler("ddim")
+        return pipe
+
     @property
     def model(self) -> LatentDiffusion:
         """The components seen through the project's model adapter."""
