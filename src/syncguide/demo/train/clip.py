@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,15 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 from transformers.utils import logging as hf_logging
 
-from syncguide.demo.train.common import Checkpoint, batch_indices, make_crops, step_generator, timer, train_loop
+from syncguide.demo.train.common import (
+    Checkpoint,
+    batch_indices,
+    make_crops,
+    resume_step,
+    step_generator,
+    timer,
+    train_loop,
+)
 from syncguide.demo.world import SEASONS, TERRAINS, TIMES, VOCABULARY, WATERS, caption, crop_dataset
 from syncguide.models.tokenizer import build_tokenizer, check_tokenizer
 
@@ -256,15 +263,7 @@ def train(
         "full_prob": full_prob,
         "lowres_prob": lowres_prob,
     }
-    start = 0
-    if resume and checkpoint.exists():
-        state = checkpoint.load({"clip": model}, optimizer)
-        saved = {k: state.get(k) for k in settings}
-        if saved != settings:
-            raise ValueError(f"checkpoint in {checkpoint.directory} has settings {saved}, not {settings}")
-        start = state["step"]
-    elif checkpoint.directory.exists():
-        shutil.rmtree(checkpoint.directory)
+    start = resume_step(checkpoint, {"clip": model}, optimizer, settings, resume)
     if start < steps:
         with timer() as t:
             data = make_crops(seed, n_data)

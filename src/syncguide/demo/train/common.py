@@ -100,6 +100,26 @@ class Checkpoint:
         return json.loads((self.directory / "state.json").read_text())
 
 
+def resume_step(
+    checkpoint: Checkpoint,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    settings: dict,
+    resume: bool,
+) -> int:
+    """The step to start from: the checkpoint's if ``resume`` and it exists (ValueError if it was made with other
+    ``settings``), else 0 after removing any stale checkpoint."""
+    if resume and checkpoint.exists():
+        state = checkpoint.load(modules, optimizer)
+        saved = {k: state.get(k) for k in settings}
+        if saved != settings:
+            raise ValueError(f"checkpoint in {checkpoint.directory} has settings {saved}, not {settings}")
+        return state["step"]
+    if checkpoint.directory.exists():
+        shutil.rmtree(checkpoint.directory)
+    return 0
+
+
 def train_loop(
     step_fn: Callable[[int], float],
     start: int,

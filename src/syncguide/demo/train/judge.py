@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,15 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from syncguide.demo.train.common import Checkpoint, batch_indices, make_crops, step_generator, timer, train_loop
+from syncguide.demo.train.common import (
+    Checkpoint,
+    batch_indices,
+    make_crops,
+    resume_step,
+    step_generator,
+    timer,
+    train_loop,
+)
 from syncguide.demo.world import SEASONS, TERRAINS, TIMES, WATERS
 
 __all__ = [
@@ -186,15 +193,7 @@ def train(
     optimizer = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=weight_decay)
     checkpoint = Checkpoint(out / "checkpoint")
     settings = {"seed": seed, "batch_size": batch_size, "n_data": n_data, "lr": lr, "steps": steps}
-    start = 0
-    if resume and checkpoint.exists():
-        state = checkpoint.load({"judge": judge}, optimizer)
-        saved = {k: state.get(k) for k in settings}
-        if saved != settings:
-            raise ValueError(f"checkpoint in {checkpoint.directory} has settings {saved}, not {settings}")
-        start = state["step"]
-    elif checkpoint.directory.exists():
-        shutil.rmtree(checkpoint.directory)
+    start = resume_step(checkpoint, {"judge": judge}, optimizer, settings, resume)
     if start < steps:
         with timer() as t:
             data = make_crops(seed, n_data)
