@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from syncguide import SyncDiffusionPipeline
 from syncguide.guidance.perceptual import lpips_vgg
 from syncguide.models.tiny import save_tiny_pipeline
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("SYNCGUIDE_TEST_THREADS", "2")))  # 1 beside a training run
 
 
 @pytest.fixture(scope="session")

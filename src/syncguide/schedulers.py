@@ -61,3 +61,40 @@ def predict_x0(
     if kind == "sample":
         return model_output
     raise ValueError(f"prediction_type must be epsilon, v_prediction or sample; got {kind!r}")
+
+
+def shift_score(
+    scheduler: SchedulerMixin, model_output: torch.Tensor, grad: torch.Tensor, timestep: torch.Tensor | int
+) -> torch.Tensor:
+    """Model output with the noise prediction shifted as eps' = eps - sqrt(1 - abar_t) * grad (DDIM-form guidance).
+
+    ``grad`` is grad_{x_t} of the objective; the shift is expressed in the model's prediction type (epsilon,
+    v_prediction, sample) so that any scheduler can step it.
+    """
+    abar = scheduler.alphas_cumprod[int(timestep)].to(device=model_output.device, dtype=torch.float32)
+    delta = -(1 - abar).sqrt() * grad.float()  # the change of eps
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        shifted = model_output.float() + delta
+    elif kind == "v_prediction":
+        shifted = model_output.float() + delta / abar.sqrt()
+    elif kind == "sample":
+        shifted = model_output.float() - (1 - abar).sqrt() / abar.sqrt() * delta
+    else:
+        raise ValueError(f"prediction_type must be epsilon, v_prediction or sample; got {kind!r}")
+    return shifted.to(model_output.dtype)
+
+
+def step_variance(scheduler: SchedulerMixin, timestep: int, prev_timestep: int) -> float:
+    """Sigma of the ancestral step t -> prev_t, from ``alphas_cumprod`` (``prev_timestep`` < 0: the final step).
+
+    ``variance_type`` "fixed_large" gives beta_t; otherwise the posterior variance
+    (1 - abar_prev) / (1 - abar_t) * beta_t, with beta_t = 1 - abar_t / abar_prev (respaced steps included).
+    """
+    abar = scheduler.alphas_cumprod
+    abar_t = float(abar[int(timestep)])
+    abar_prev = float(abar[int(prev_timestep)]) if prev_timestep >= 0 else 1.0
+    beta = 1 - abar_t / abar_prev
+    if scheduler.config.get("variance_type", "fixed_small") == "fixed_large":
+        return beta
+    return (1 - abar_prev) / (1 - abar_t) * beta

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from syncguide.cli import demo, panorama
+from syncguide.cli import demo, finetune, generate, panorama
 from syncguide.errors import UsageError
 
 
@@ -22,6 +22,8 @@ def build_parser() -> Parser:
     parser = Parser(prog="syncguide", description="Training-free guided diffusion sampling.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     panorama.add_parser(sub)
+    generate.add_parser(sub)
+    finetune.add_parser(sub)
     demo.add_parser(sub)
     return parser
 

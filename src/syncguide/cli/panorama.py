@@ -24,6 +24,8 @@ PERCEPTUAL = ("auto", "lpips-vgg", "demo-clip", "lpips-random")
 DEMO_WIDTH = 512
 # The demo model runs in seconds: fewer steps, a coarser stride and the reference command's 10 synced steps.
 DEMO_STEPS, DEMO_SYNC_STEPS = 25, 10
+# w0 calibrated for the demo-clip distance (results/coherence_w2.md): 20 turns the demo panoramas uniform.
+DEMO_SYNC_WEIGHT = 2.0
 DEMO_BATCH = 8  # windows per call for the tiny demo model: batching pays on a CPU, memory is small
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -44,7 +46,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--stride", type=int, help="window stride in latent pixels (default window/4: 16 for SD 2-base)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--method", choices=METHODS, default="syncdiffusion")
-    p.add_argument("--sync-weight", type=float, default=20.0, help="SyncDiffusion w0 (default 20)")
+    p.add_argument(
+        "--sync-weight",
+        type=float,
+        help=f"SyncDiffusion w0 (default 20, the paper's for LPIPS-VGG; {DEMO_SYNC_WEIGHT} for the demo-clip loss)",
+    )
     p.add_argument("--sync-decay", type=float, default=0.95, help="weight decay per step (default 0.95)")
     p.add_argument(
         "--sync-steps",
@@ -125,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.perceptual == "auto":
         args.perceptual = "demo-clip" if demo or is_bundled(args.model) else "lpips-vgg"
+    if args.sync_weight is None:
+        args.sync_weight = DEMO_SYNC_WEIGHT if args.perceptual == "demo-clip" else 20.0
     device = resolve_device(args.device)
     pipe = load_pipeline(args.model, DTYPES[args.dtype], device)
     pipe.set_scheduler(args.scheduler)

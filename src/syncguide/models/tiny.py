@@ -94,3 +94,65 @@ def save_tiny_pipeline(directory: str | Path, **kwargs: Any) -> Path:
     pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+def save_tiny_ddpm(directory: str | Path, sample_size: int = 16, seed: int = 0) -> Path:
+    """Save a tiny random unconditional ``UNet2DModel`` + ``DDPMScheduler`` (google/ddpm-ema-* layout)."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=sample_size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    )
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
+    DDPMPipeline(unet=unet.eval(), scheduler=scheduler).save_pretrained(directory, safe_serialization=True)
+    return Path(directory)
+
+
+def save_tiny_clip(directory: str | Path, image_size: int = 32, seed: int = 0) -> Path:
+    """Save a tiny random transformers ``CLIPModel`` with a local-vocab tokenizer and its image processor."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(TINY_WORDS, directory, max_length=16)
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    text = {"vocab_size": len(tokenizer), "max_position_embeddings": 16, "pad_token_id": tokenizer.pad_token_id}
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    vision = {**small, "num_hidden_layers": 4, "image_size": image_size, "patch_size": 8}
+    config = CLIPConfig(text_config={**small, **text, **ids}, vision_config=vision, projection_dim=24)
+    CLIPModel(config).save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    processor = CLIPImageProcessor(size=image_size, crop_size=image_size)  # OpenAI CLIP mean and std
+    processor.save_pretrained(directory)
+    return directory
+
+
+def tiny_open_clip(kind: str = "resnet", image_size: int = 32, seed: int = 0):
+    """A tiny random open_clip model as a :class:`~syncguide.models.clip_towers.OpenCLIP` tower.
+
+    ``kind``: ``"resnet"`` (ModifiedResNet, BatchNorm) or ``"vit"``. Uses open_clip's bundled BPE tokenizer.
+    """
+    import open_clip
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    from syncguide.models.clip_towers import OpenCLIP
+
+    torch.manual_seed(seed)
+    if kind == "resnet":
+        vision = CLIPVisionCfg(layers=(1, 1, 1, 1), width=8, head_width=8, image_size=image_size)
+    elif kind == "vit":
+        vision = CLIPVisionCfg(layers=4, width=32, head_width=16, patch_size=8, image_size=image_size)
+    else:
+        raise ValueError(f"kind must be resnet or vit, got {kind!r}")
+    text = CLIPTextCfg(context_length=77, vocab_size=49408, width=16, heads=2, layers=1)
+    model = CLIP(embed_dim=24, vision_cfg=vision, text_cfg=text).eval().requires_grad_(False)
+    mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
+    return OpenCLIP(model, open_clip.get_tokenizer("RN50"), mean, std)

@@ -6,6 +6,7 @@ from local vocab files and asserting the size avoids that trap.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -16,23 +17,46 @@ SPECIAL = ("<|startoftext|>", "<|endoftext|>")
 
 
 def bpe_tables(words: list[str]) -> tuple[dict[str, int], list[str]]:
-    """CLIP-style BPE ``(vocab, merges)``: every byte (alone and word-final), plus one merge chain per word.
+    """CLIP-style BPE ``(vocab, merges)``: every byte (alone and word-final), plus the merges that make each word one
+    token.
 
-    Each word of ``words`` (lower-case, no spaces) becomes a single token; any other text still tokenizes,
-    byte by byte.
+    Merges are found by running BPE on each word with the merges so far and appending a merge of the first two
+    pieces until the word is one token. An appended merge has the lowest priority, and every intermediate state of
+    an earlier word already has an applicable earlier merge, so no later merge can split an earlier word (a naive
+    per-word merge chain can: ``"a n"`` from ``"an"`` would break ``"landscape"`` into 9 pieces). Any other text
+    still tokenizes, byte by byte.
     """
     base = sorted(ByteLevel.alphabet())
     tokens = base + [b + "</w>" for b in base]
-    merges: list[str] = []
+    ranks: dict[tuple[str, str], int] = {}
     for word in sorted({w.lower() for w in words if len(w) > 1}):
-        left = word[0]
-        for i, char in enumerate(word[1:], start=1):
-            right = char + ("</w>" if i == len(word) - 1 else "")
-            merges.append(f"{left} {right}")
-            left += right
-            tokens.append(left)
+        pieces = bpe(word, ranks)
+        while len(pieces) > 1:
+            ranks[(pieces[0], pieces[1])] = len(ranks)
+            tokens.append(pieces[0] + pieces[1])
+            pieces = bpe(word, ranks)
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys([*tokens, *SPECIAL]))}
-    return vocab, list(dict.fromkeys(merges))
+    return vocab, [f"{left} {right}" for left, right in ranks]
+
+
+def bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's BPE of one lower-case word: merge the adjacent pair of lowest rank, everywhere, until none applies."""
+    pieces = [*word[:-1], word[-1] + "</w>"]
+    while len(pieces) > 1:
+        pairs = {pair for pair in itertools.pairwise(pieces) if pair in ranks}
+        if not pairs:
+            break
+        best = min(pairs, key=ranks.__getitem__)
+        merged, i = [], 0
+        while i < len(pieces):
+            if i + 1 < len(pieces) and (pieces[i], pieces[i + 1]) == best:
+                merged.append(pieces[i] + pieces[i + 1])
+                i += 2
+            else:
+                merged.append(pieces[i])
+                i += 1
+        pieces = merged
+    return pieces
 
 
 def build_tokenizer(words: list[str], directory: str | Path, max_length: int = 77) -> CLIPTokenizer:

@@ -26,17 +26,10 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 from transformers.utils import logging as hf_logging
 
-from syncguide.demo.train.common import (
-    Checkpoint,
-    batch_indices,
-    make_crops,
-    resume_step,
-    step_generator,
-    timer,
-    train_loop,
-)
+from syncguide.demo.train.common import make_crops
 from syncguide.demo.world import SEASONS, TERRAINS, TIMES, VOCABULARY, WATERS, caption, crop_dataset
 from syncguide.models.tokenizer import build_tokenizer, check_tokenizer
+from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator, timer, train_loop
 
 __all__ = [
     "DEFAULT_TEXT_CONFIG",

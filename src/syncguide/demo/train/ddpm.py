@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from syncguide.demo.train.common import Checkpoint, batch_indices, make_crops, step_generator, timer, train_loop
+from syncguide.demo.train.common import make_crops
 from syncguide.demo.world import SEASONS, TIMES
+from syncguide.training import Checkpoint, batch_indices, step_generator, timer, train_loop
 
 __all__ = [
     "DDPMConfig",

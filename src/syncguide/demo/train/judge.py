@@ -24,16 +24,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from syncguide.demo.train.common import (
-    Checkpoint,
-    batch_indices,
-    make_crops,
-    resume_step,
-    step_generator,
-    timer,
-    train_loop,
-)
+from syncguide.demo.train.common import make_crops
 from syncguide.demo.world import SEASONS, TERRAINS, TIMES, WATERS
+from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator, timer, train_loop
 
 __all__ = [
     "ATTRIBUTES",

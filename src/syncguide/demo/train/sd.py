@@ -22,9 +22,10 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from syncguide.demo.train.common import Checkpoint, batch_indices, make_crops, step_generator, train_loop
+from syncguide.demo.train.common import make_crops
 from syncguide.demo.world import SEASONS, TIMES, VOCABULARY, caption
 from syncguide.models.tokenizer import build_tokenizer
+from syncguide.training import Checkpoint, batch_indices, step_generator, train_loop
 
 SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 UNET = {

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from syncguide.demo.train.common import Checkpoint, batch_indices, make_crops, step_generator, timer, train_loop
+from syncguide.demo.train.common import make_crops
+from syncguide.training import Checkpoint, batch_indices, step_generator, timer, train_loop
 
 __all__ = ["VAEConfig", "build_vae", "evaluate", "reconstruct", "save_reconstructions", "train", "vae_loss"]
 

@@ -1,0 +1,130 @@
+"""``syncguide generate``: samples of an unconditional diffusion model steered by semantic guidance (SDG)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from syncguide import __version__
+from syncguide.cli.guidance_args import (
+    add_guidance_options,
+    build_guidance,
+    check_guidance_options,
+    guidance_parameters,
+    load_guidance_clip,
+    wants_guidance,
+)
+from syncguide.cli.io import save_png
+from syncguide.cli.loading import check_model, resolve_device
+from syncguide.errors import UsageError
+
+SCHEDULERS = ("ddpm", "ddim")
+# Calibrated on the demo DDPM with the noise-aware demo CLIP (results/sdg.md); the paper's ADM scales (160 text,
+# 100 image) assume learned variances, larger than diffusers' fixed-small ones.
+TEXT_WEIGHT, IMAGE_WEIGHT = 160.0, 100.0
+DEMO_CLIP = "demo-noise-aware"
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``generate`` subcommand."""
+    p = sub.add_parser("generate", help="guided samples of an unconditional model", description=__doc__)
+    p.add_argument("--model", help="diffusers UNet2DModel pipeline: hub id or directory (default: the demo DDPM)")
+    add_guidance_options(p, TEXT_WEIGHT, IMAGE_WEIGHT)
+    p.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=100, help="sampling steps (default 100, as the paper)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="ddpm", help="ddpm (mean shift, default) or ddim")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, default=Path("samples"), help="output directory (default samples/)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing sample files")
+    p.set_defaults(run=run)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raise UsageError for input that is wrong whatever the model."""
+    for option, low in (("n", 1), ("batch_size", 1), ("steps", 1)):
+        if getattr(args, option) < low:
+            raise UsageError(f"--{option.replace('_', '-')}: must be >= {low}; got {getattr(args, option)}")
+    if args.eta < 0:
+        raise UsageError(f"--eta: must be >= 0; got {args.eta}")
+    check_guidance_options(args)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out: {args.out} exists and is not a directory")
+    if not args.out.parent.is_dir():
+        raise UsageError(f"--out: directory {args.out.parent} does not exist")
+    clash = [p for p in output_paths(args) if p.exists()]
+    if clash and not args.overwrite:
+        raise UsageError(f"--out: {clash[0]} exists; pass --overwrite to replace samples")
+
+
+def output_paths(args: argparse.Namespace) -> list[Path]:
+    return [args.out / f"sample-{args.seed}-{i:03d}.png" for i in range(args.n)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sample, save every PNG with its parameters, print them as one JSON line."""
+    check_arguments(args)
+    demo = args.model is None
+    if demo:
+        from syncguide.demo.bundled import bundled
+
+        args.model = str(bundled("ddpm"))
+        args.clip = args.clip or DEMO_CLIP
+        print(f"syncguide: using the bundled demo DDPM ({args.model}); pass --model for a real one.", file=sys.stderr)
+    device = resolve_device(args.device)
+    pipe = load_unconditional(args.model, args.scheduler, device)
+    guidance = None
+    if wants_guidance(args):
+        clip = load_guidance_clip(args.clip, pipe.unet.config.sample_size, device)
+        guidance = build_guidance(args, clip, pipe.alphas_cumprod, torch.Generator().manual_seed(args.seed), device)
+    params = parameters(args, str(device))
+    start = time.perf_counter()
+    args.out.mkdir(exist_ok=True)
+    generator = torch.Generator().manual_seed(args.seed)
+    paths = output_paths(args)
+    for first in range(0, args.n, args.batch_size):
+        count = min(args.batch_size, args.n - first)
+        # DDIM: recompute eps from the clipped x0, as guided-diffusion's ddim_sample does after condition_score.
+        images = pipe(count, generator, args.steps, guidance, eta=args.eta, use_clipped_model_output=True).images
+        for k, image in enumerate(images):
+            save_png(image, paths[first + k], {**params, "index": first + k}, args.overwrite)
+    print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
+    return 0
+
+
+def load_unconditional(spec: str, scheduler: str, device: torch.device) -> Any:
+    """The model as a :class:`SemanticGuidancePipeline` with the chosen scheduler (same noise schedule)."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from syncguide.sdg_pipeline import SemanticGuidancePipeline
+
+    check_model(spec)
+    local = Path(spec).expanduser()
+    try:
+        pipe = SemanticGuidancePipeline.from_pretrained(str(local) if local.exists() else spec)
+    except Exception as error:  # any loading failure is bad input to report in one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--model: cannot load {spec} as an unconditional diffusion model: {first}") from None
+    cls = DDPMScheduler if scheduler == "ddpm" else DDIMScheduler
+    pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(leave=False)
+    return pipe.to(device)
+
+
+def parameters(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """Every setting that determines the samples, as stored in each PNG."""
+    names = ("model", "seed", "steps", "scheduler", "eta", "n", "batch_size")
+    return {
+        **{k: getattr(args, k) for k in names},
+        **guidance_parameters(args),
+        "device": device,
+        "syncguide": __version__,
+    }

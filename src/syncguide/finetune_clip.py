@@ -1,0 +1,175 @@
+"""Self-supervised fine-tuning of a noise-aware CLIP image encoder (SDG, Liu et al. WACV 2023, section 3.3).
+
+For clean images x_0 of the diffusion model's domain: t uniform over the training timesteps, x_t = q(x_t | x_0)
+with the diffusion model's own noise schedule. The student E'(x_t, t) (timestep-conditioned copy of the image
+tower) is pulled towards the frozen original encoder's embedding of x_0 by a symmetric InfoNCE loss, logits =
+100 * s t^T with the other images of the batch as negatives. No text is needed and the text tower is untouched,
+so text guidance still works with the fine-tuned encoder.
+
+Deterministic given ``seed`` and resumable bit for bit from ``<out>/checkpoint`` (see :mod:`syncguide.training`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from syncguide.models.clip_towers import CLIPTower
+from syncguide.models.guidance_clip import load_base, save_noise_aware
+from syncguide.models.noise_aware import NoiseAwareCLIP
+from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator, timer, train_loop
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """What a checkpoint must agree with to be resumed."""
+
+    clip: str
+    data: str
+    diffusion: str
+    batch_size: int = 32
+    lr: float = 1e-4
+    seed: int = 0
+
+
+def symmetric_infonce(student: torch.Tensor, teacher: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
+    """Symmetric InfoNCE of embeddings ``(B, D)``: row i of each is the positive pair, other rows the negatives."""
+    s, t = F.normalize(student.float(), dim=-1), F.normalize(teacher.float(), dim=-1)
+    logits = scale * s @ t.T
+    labels = torch.arange(s.shape[0], device=s.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def diffusion_schedule(model: str) -> tuple[torch.Tensor, int]:
+    """``(alphas_cumprod (T,), image resolution)`` of a diffusers diffusion model (``demo``: the bundled DDPM).
+
+    The resolution is the UNet's sample size, times the VAE's downsampling for latent models.
+    """
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    from syncguide.demo.bundled import bundled
+
+    source = str(bundled("ddpm")) if model == "demo" else model
+    scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+    unet_config = json.loads(_read_config(source, "unet"))
+    size = unet_config["sample_size"]
+    size = size if isinstance(size, int) else size[0]
+    if "cross_attention_dim" in unet_config:  # latent model: pixels = latents * VAE factor
+        size *= 2 ** (len(AutoencoderKL.load_config(source, subfolder="vae")["block_out_channels"]) - 1)
+    return scheduler.alphas_cumprod.clone(), int(size)
+
+
+def _read_config(source: str, subfolder: str) -> str:
+    local = Path(source) / subfolder / "config.json"
+    if local.is_file():
+        return local.read_text()
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(source, "config.json", subfolder=subfolder)).read_text()
+
+
+def load_images(data: str, resolution: int, n_demo: int = 4096, seed: int = 0) -> torch.Tensor:
+    """Training images ``(N, 3, R, R)`` in [-1, 1]: ``demo`` (world crops) or every image file in a directory.
+
+    Files are resized (shorter side to R) and centre-cropped. ValueError if the directory holds no image.
+    """
+    if data == "demo":
+        from syncguide.demo.train.common import make_crops
+
+        return make_crops(seed, n_demo, size=resolution).images
+    files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"data: no image files ({', '.join(IMAGE_SUFFIXES)}) in {data}")
+    return torch.stack([_load_image(p, resolution) for p in files])
+
+
+def _load_image(path: Path, resolution: int) -> torch.Tensor:
+    image = Image.open(path).convert("RGB")
+    scale = resolution / min(image.size)
+    image = image.resize((max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale))))
+    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+    image = image.crop((left, top, left + resolution, top + resolution))
+    return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
+
+
+def finetune(
+    out: str | Path,
+    settings: FinetuneSettings,
+    steps: int,
+    checkpoint_every: int = 100,
+    resume: bool = True,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """Fine-tune ``settings.clip`` to read noisy images of ``settings.diffusion``; export to ``out`` (returned).
+
+    Checkpoints every ``checkpoint_every`` steps into ``out/checkpoint``; a later call with the same settings and
+    more ``steps`` continues from there. The result loads with
+    :func:`syncguide.models.guidance_clip.load_clip` ``(out)``.
+    """
+    out = Path(out)
+    original = load_base(settings.clip, device)
+    student = NoiseAwareCLIP(copy.deepcopy(original)).to(device)
+    alphas_cumprod, resolution = diffusion_schedule(settings.diffusion)
+    images = load_images(settings.data, resolution, seed=settings.seed)
+    optimizer = torch.optim.AdamW(student.trainable_parameters(), lr=settings.lr, weight_decay=0.0)
+    for param in student.trainable_parameters():
+        param.requires_grad_(True)
+    checkpoint = Checkpoint(out / "checkpoint")
+    modules = {"encoder": student}
+    start = resume_step(checkpoint, modules, optimizer, asdict(settings), resume)
+    step = _step_fn(student, original, optimizer, images, alphas_cumprod, settings, device)
+    student.train()
+    with timer() as clock:
+        losses = train_loop(
+            step,
+            start,
+            steps,
+            lambda k: checkpoint.save(k, modules, optimizer, asdict(settings)),
+            every=checkpoint_every,
+            desc="finetune-clip",
+        )
+    info = {"steps": steps, "resumed_from": start, "seconds": clock["seconds"], "final_loss": _tail(losses)}
+    save_noise_aware(student.eval(), out, settings.clip, diffusion=settings.diffusion, data=settings.data, **info)
+    return out
+
+
+def _step_fn(
+    student: NoiseAwareCLIP,
+    original: CLIPTower,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    settings: FinetuneSettings,
+    device: torch.device | str,
+):
+    def step(k: int) -> float:
+        g = step_generator(settings.seed, k)
+        x0 = images[batch_indices(len(images), settings.batch_size, g)]
+        flip = torch.rand(x0.shape[0], generator=g) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        abar = alphas_cumprod[t].view(-1, 1, 1, 1)
+        xt = (abar.sqrt() * x0 + (1 - abar).sqrt() * noise).to(device)
+        with torch.no_grad():
+            teacher = original.embed(x0.to(device))
+        loss = symmetric_infonce(student.embed(xt, t.to(device)), teacher)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def _tail(losses: list[float]) -> float | None:
+    return float(np.mean(losses[-50:])) if losses else None
