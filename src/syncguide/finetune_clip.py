@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def finetune(
     """
     out = Path(out)
     original = load_base(settings.clip, device)
-    student = NoiseAwareCLIP(copy.deepcopy(original)).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)  # the timestep MLP's initialisation: the same in every (resumed) run
+        student = NoiseAwareCLIP(copy.deepcopy(original)).to(device)
     alphas_cumprod, resolution = diffusion_schedule(settings.diffusion)
     images = load_images(settings.data, resolution, seed=settings.seed)
     optimizer = torch.optim.AdamW(student.trainable_parameters(), lr=settings.lr, weight_decay=0.0)
@@ -126,7 +129,7 @@ def finetune(
     checkpoint = Checkpoint(out / "checkpoint")
     modules = {"encoder": student}
     start = resume_step(checkpoint, modules, optimizer, asdict(settings), resume)
-    step = _step_fn(student, original, optimizer, images, alphas_cumprod, settings, device)
+    step = finetune_step(student, original, optimizer, images, alphas_cumprod, settings, device)
     student.train()
     with timer() as clock:
         losses = train_loop(
@@ -142,7 +145,7 @@ def finetune(
     return out
 
 
-def _step_fn(
+def finetune_step(
     student: NoiseAwareCLIP,
     original: CLIPTower,
     optimizer: torch.optim.Optimizer,
@@ -150,7 +153,13 @@ def _step_fn(
     alphas_cumprod: torch.Tensor,
     settings: FinetuneSettings,
     device: torch.device | str,
-):
+) -> Callable[[int], float]:
+    """``step(k)``: training step k (batch, flips, timesteps and noise drawn from ``(seed, k)``); returns the loss.
+
+    ``student`` is a :class:`NoiseAwareCLIP` around a copy of ``original`` (the frozen teacher); ``images``
+    ``(N, 3, R, R)`` in [-1, 1]; ``alphas_cumprod`` ``(T,)`` the diffusion model's schedule.
+    """
+
     def step(k: int) -> float:
         g = step_generator(settings.seed, k)
         x0 = images[batch_indices(len(images), settings.batch_size, g)]

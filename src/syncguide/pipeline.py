@@ -20,6 +20,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
+from syncguide.guidance.semantic import Guidance
 from syncguide.guidance.sync import SyncSchedule
 from syncguide.models.sd import LatentDiffusion
 from syncguide.sampling.joint import SyncOptions, sample_joint
@@ -108,6 +109,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         sync_batch_size: int | None = None,
         sync_checkpointing: bool = False,
         perceptual_loss: PerceptualLoss | None = None,
+        semantic_guidance: Guidance | None = None,
     ) -> PanoramaOutput | tuple:
         """Generate panoramas.
 
@@ -127,6 +129,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             sync_batch_size: windows per gradient pass (default ``view_batch_size``).
             sync_checkpointing: gradient checkpointing in the sync pass (less memory, ~1 more forward).
             perceptual_loss: distance ``(a, b) -> (B,)`` on [-1, 1] images; default LPIPS-VGG.
+            semantic_guidance: SDG guidance (:mod:`syncguide.guidance.semantic`) applied to every window through
+                its decoded x0 prediction, e.g. a :class:`~syncguide.guidance.semantic.StyleGuidance` for "a
+                panorama of PROMPT in the style of REF"; composes with sync.
         Returns:
             :class:`PanoramaOutput` (or a 1-tuple if ``return_dict=False``).
         """
@@ -165,6 +170,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             callback,
             progress=lambda steps: self.progress_bar(steps),
             generator=_first(generator),
+            semantic=semantic_guidance,
         )
         images = self._postprocess(model, latents, output_type, seam_padding(window) if circular else 0)
         self.maybe_free_model_hooks()

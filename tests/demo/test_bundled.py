@@ -58,3 +58,24 @@ def test_cli_default_model_is_the_bundled_demo(tmp_path, capsys) -> None:
     assert params["model"] == str(bundled("sd")) and params["perceptual"] == "demo-clip"
     assert (params["height"], params["width"]) == (64, 512)
     assert out.stat().st_size > 0
+
+
+def test_noise_aware_clip_reads_noisy_crops_better_than_the_plain_one() -> None:
+    from syncguide.demo.train.clip import TIME_PROMPTS
+    from syncguide.models.guidance_clip import load_clip
+    from syncguide.models.noise_aware import NoiseAwareCLIP
+
+    noise_aware, plain = load_clip("demo-noise-aware"), load_clip("demo")
+    assert isinstance(noise_aware, NoiseAwareCLIP)
+    abar = DDPMPipeline.from_pretrained(bundled("ddpm")).scheduler.alphas_cumprod[600]
+    crops = make_crops(seed=31, n=64, size=32)
+    noisy = abar.sqrt() * crops.images + (1 - abar).sqrt() * torch.randn(
+        crops.images.shape, generator=torch.Generator().manual_seed(0)
+    )
+    accuracy = {}
+    with torch.no_grad():
+        for name, encoder in (("noise_aware", noise_aware), ("plain", plain)):
+            text = torch.nn.functional.normalize(encoder.embed_text(list(TIME_PROMPTS.values())), dim=-1)
+            image = torch.nn.functional.normalize(encoder.embed(noisy, torch.full((64,), 600)), dim=-1)
+            accuracy[name] = (image @ text.T).argmax(1).eq(crops.labels["time"]).float().mean().item()
+    assert accuracy["noise_aware"] >= 0.8 and accuracy["noise_aware"] > accuracy["plain"] + 0.2

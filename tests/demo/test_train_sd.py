@@ -1,13 +1,13 @@
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPModel
 
 from syncguide import SyncDiffusionPipeline
 from syncguide.demo.train import sd
-from syncguide.demo.world import VOCABULARY
+from syncguide.models.tiny import save_tiny_clip
 
 TINY = {"block_out_channels": (16, 16, 16), "norm_num_groups": 8, "attention_head_dim": 4}
-TEXT = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,20 @@ def vae_dir(tmp_path_factory):
     return path
 
 
-def train(out, vae_dir, steps, **kwargs):
-    return sd.train(out, vae_dir, steps=steps, n_data=16, batch_size=4, text_overrides=TEXT, **TINY, **kwargs)
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    return save_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
-def test_resumed_training_equals_uninterrupted(tmp_path, vae_dir) -> None:
+@pytest.fixture
+def train(clip_dir):
+    def run(out, vae_dir, steps, **kwargs):
+        return sd.train(out, vae_dir, clip_dir, steps=steps, n_data=16, batch_size=4, **TINY, **kwargs)
+
+    return run
+
+
+def test_resumed_training_equals_uninterrupted(tmp_path, vae_dir, train) -> None:
     whole = train(tmp_path / "whole", vae_dir, 4)
     train(tmp_path / "split", vae_dir, 2)
     split = train(tmp_path / "split", vae_dir, 4)
@@ -42,31 +51,31 @@ def test_resumed_training_equals_uninterrupted(tmp_path, vae_dir) -> None:
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_training_lowers_the_denoising_loss(tmp_path, vae_dir) -> None:
+def test_training_lowers_the_denoising_loss(tmp_path, vae_dir, train) -> None:
     before = train(tmp_path / "a", vae_dir, 1)
     after = train(tmp_path / "b", vae_dir, 30)
 
     def loss(model_dir) -> float:
         pipe = StableDiffusionPipeline.from_pretrained(model_dir)
-        data = sd.encode_data(pipe.vae, pipe.tokenizer, seed=0, n=16)
+        data = sd.encode_data(pipe.vae, pipe.text_encoder, pipe.tokenizer, seed=0, n=16)
         g = torch.Generator().manual_seed(1)
         noise = torch.randn(data["mean"].shape, generator=g)
         t = torch.randint(0, 1000, (16,), generator=g)
         noisy = DDPMScheduler(**sd.SCHEDULE).add_noise(data["mean"], noise, t)
         with torch.no_grad():
-            pred = pipe.unet(noisy, t, encoder_hidden_states=pipe.text_encoder(data["ids"])[0]).sample
+            pred = pipe.unet(noisy, t, encoder_hidden_states=data["cond"]).sample
         return torch.nn.functional.mse_loss(pred, noise).item()
 
     assert loss(after) < loss(before)
 
 
-def test_export_loads_as_stable_diffusion_and_panorama_pipeline(tmp_path, vae_dir) -> None:
+def test_export_loads_as_stable_diffusion_and_panorama_pipeline(tmp_path, vae_dir, clip_dir, train) -> None:
     model = train(tmp_path / "m", vae_dir, 1)
     sd_pipe = StableDiffusionPipeline.from_pretrained(model)
-    assert len(sd_pipe.tokenizer) > len(VOCABULARY) and sd_pipe.tokenizer.model_max_length == sd.MAX_TOKENS
-    assert sd_pipe.tokenizer("snowy mountains").input_ids[1:3] == [
-        sd_pipe.tokenizer.convert_tokens_to_ids(w + "</w>") for w in ("snowy", "mountains")
-    ]
+    clip = CLIPModel.from_pretrained(clip_dir)  # the frozen text tower and tokenizer are the CLIP's
+    assert sd_pipe.tokenizer.model_max_length == 16 and len(sd_pipe.tokenizer) == clip.config.text_config.vocab_size
+    text = sd_pipe.text_encoder.state_dict()
+    assert all(torch.equal(v, text[k]) for k, v in clip.text_model.state_dict().items())
     pipe = SyncDiffusionPipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
     assert (pipe.model.window, pipe.model.vae_scale) == (16, 4)

@@ -93,5 +93,57 @@ def test_finetuning_resumes_bit_for_bit(tmp_path: Path, tiny_clip_dir: Path, tin
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((split / "noise_aware.json").read_text())["resumed_from"] == 3
     other = FinetuneSettings(**{**settings.__dict__, "lr": 5e-4})
-    with pytest.raises(ValueError, match="checkpoint .* has settings"):
+    with pytest.raises(ValueError, match=r"checkpoint .* has settings"):
         finetune(tmp_path / "split", other, steps=9)
+
+
+@pytest.mark.parametrize("kind", ["resnet", "vit"])
+def test_finetuning_open_clip_towers_lowers_the_loss(kind: str) -> None:
+    import copy
+
+    from syncguide.finetune_clip import finetune_step
+    from syncguide.models.tiny import tiny_open_clip
+
+    original = tiny_open_clip(kind)
+    student = NoiseAwareCLIP(copy.deepcopy(original))
+    for param in student.trainable_parameters():
+        param.requires_grad_(True)
+    optimizer = torch.optim.AdamW(student.trainable_parameters(), lr=1e-4, weight_decay=0.0)
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    settings = FinetuneSettings(clip="tiny", data="tiny", diffusion="tiny", batch_size=8)
+    abar = torch.linspace(0.999, 0.05, 1000)
+    step = finetune_step(student, original, optimizer, images, abar, settings, "cpu")
+    t = torch.arange(8) * 120
+    noisy = abar[t].sqrt().view(-1, 1, 1, 1) * images + (1 - abar[t]).sqrt().view(-1, 1, 1, 1) * torch.randn(
+        images.shape, generator=torch.Generator().manual_seed(1)
+    )
+
+    def loss() -> float:
+        with torch.no_grad():
+            return symmetric_infonce(student.eval().embed(noisy, t), original.embed(images)).item()
+
+    before = loss()
+    student.train()
+    for k in range(30):
+        step(k)
+    assert loss() < before
+
+
+def test_load_clip_specs(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    import open_clip
+
+    from syncguide.models.clip_towers import OpenCLIP, TransformersCLIP
+
+    config = {
+        "embed_dim": 24,
+        "vision_cfg": {"layers": [1, 1, 1, 1], "width": 8, "head_width": 8, "image_size": 32},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+    }
+    (tmp_path / "syncguide-tiny-rn.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "syncguide-tiny-rn.json")
+    tower = load_clip("open_clip:syncguide-tiny-rn")
+    assert isinstance(tower, OpenCLIP) and tower.resolution == 32 and hasattr(tower.visual, "layer4")
+    assert tower.embed(torch.zeros(1, 3, 20, 20)).shape == (1, 24)
+    demo = load_clip("demo")
+    assert isinstance(demo, TransformersCLIP) and demo.resolution == 64
+    assert isinstance(load_clip(str(tiny_clip_dir)), TransformersCLIP)

@@ -117,3 +117,37 @@ def test_text_guided_sampling_raises_the_clip_score(sdg_pipe, tiny_clip_dir: Pat
     with torch.no_grad():
         score = guidance.objective
         assert score(guided * 2 - 1, None).mean() > score(plain * 2 - 1, None).mean()
+
+
+def test_bf16_guided_sampling_matches_fp32(sdg_pipe, tiny_clip_dir: Path) -> None:
+    from syncguide.models.clip_towers import load_transformers_clip
+
+    images = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        clip = load_transformers_clip(tiny_clip_dir).to(dtype)
+        pipe = SemanticGuidancePipeline(unet=sdg_pipe.unet.to(dtype), scheduler=sdg_pipe.scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        guidance = TextGuidance(weight=50.0, encoder=clip, text="a photo of snow")
+        latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)).to(dtype)
+        images[dtype] = pipe(2, torch.Generator().manual_seed(1), 5, guidance, latents=latents, output_type="pt").images
+    sdg_pipe.unet.to(torch.float32)
+    assert torch.isfinite(images[torch.bfloat16]).all()
+    assert (images[torch.bfloat16] - images[torch.float32]).abs().mean() < 0.05
+
+
+def test_panorama_semantic_guidance_weight_zero_is_exact_and_style_acts(pipe, tiny_clip_dir: Path) -> None:
+    from syncguide.guidance.semantic import StyleGuidance
+    from syncguide.models.clip_towers import load_transformers_clip
+
+    clip = load_transformers_clip(tiny_clip_dir)
+    reference = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    common = {"height": 64, "width": 128, "stride": 4, "num_inference_steps": 3, "sync_weight": 0.0}
+    latents = torch.randn(1, 4, 8, 16, generator=torch.Generator().manual_seed(0))
+
+    def run(guidance):
+        return pipe("a photo of hills", latents=latents, output_type="pt", semantic_guidance=guidance, **common).images
+
+    plain = run(None)
+    assert torch.equal(run(StyleGuidance(weight=0.0, encoder=clip, reference=reference)), plain)
+    styled = run(StyleGuidance(weight=1e4, encoder=clip, reference=reference))
+    assert (styled - plain).abs().max() > 1e-3

@@ -35,7 +35,9 @@ def add_parser(sub: Any) -> None:
     train.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    train.add_argument("--vae", type=Path, default=RUNS / "vae" / "model", help="sd only: the trained demo VAE")
+    train.add_argument(
+        "--vae", type=Path, default=RUNS / "vae" / "model", help="sd and vae-decoder: the trained demo VAE"
+    )
     train.set_defaults(run=run_train)
 
 
@@ -64,6 +66,11 @@ def run_train(args: argparse.Namespace) -> int:
         if not (args.vae / "config.json").is_file():
             raise UsageError(f"--vae: {args.vae} is not a trained model directory")
         kwargs["vae_dir"] = args.vae
+    if args.name == "vae-decoder":
+        if not (args.vae / "config.json").is_file():
+            raise UsageError(f"--vae: {args.vae} is not a trained model directory")
+        kwargs["base_dir"] = args.vae
+        kwargs.setdefault("steps", 2000)
     model = recipe(args.name)(out, **kwargs)
     print(json.dumps({"recipe": args.name, "model": str(model)}))
     return 0

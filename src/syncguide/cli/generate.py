@@ -16,6 +16,7 @@ from syncguide.cli.guidance_args import (
     add_guidance_options,
     build_guidance,
     check_guidance_options,
+    fill_weights,
     guidance_parameters,
     load_guidance_clip,
     wants_guidance,
@@ -25,9 +26,10 @@ from syncguide.cli.loading import check_model, resolve_device
 from syncguide.errors import UsageError
 
 SCHEDULERS = ("ddpm", "ddim")
-# Calibrated on the demo DDPM with the noise-aware demo CLIP (results/sdg.md); the paper's ADM scales (160 text,
-# 100 image) assume learned variances, larger than diffusers' fixed-small ones.
-TEXT_WEIGHT, IMAGE_WEIGHT = 160.0, 100.0
+# The paper's scales (ADM models, 100 DDPM steps): text 160, image 100.
+PAPER_WEIGHTS = (160.0, 100.0, 100.0)
+# Calibrated for the demo DDPM with the noise-aware demo CLIP (results/sdg.md): text 300, content 3000, style 3e4.
+DEMO_WEIGHTS = (300.0, 3000.0, 30000.0)
 DEMO_CLIP = "demo-noise-aware"
 
 
@@ -35,7 +37,7 @@ def add_parser(sub: Any) -> None:
     """Register the ``generate`` subcommand."""
     p = sub.add_parser("generate", help="guided samples of an unconditional model", description=__doc__)
     p.add_argument("--model", help="diffusers UNet2DModel pipeline: hub id or directory (default: the demo DDPM)")
-    add_guidance_options(p, TEXT_WEIGHT, IMAGE_WEIGHT)
+    add_guidance_options(p, "160, image 100, as the paper; demo model: text 300, content 3000, style 3e4")
     p.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default 8)")
     p.add_argument("--seed", type=int, default=0)
@@ -78,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
         args.model = str(bundled("ddpm"))
         args.clip = args.clip or DEMO_CLIP
+        fill_weights(args, *DEMO_WEIGHTS)
         print(f"syncguide: using the bundled demo DDPM ({args.model}); pass --model for a real one.", file=sys.stderr)
+    fill_weights(args, *PAPER_WEIGHTS)
     device = resolve_device(args.device)
     pipe = load_unconditional(args.model, args.scheduler, device)
     guidance = None

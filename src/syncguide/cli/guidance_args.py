@@ -16,18 +16,18 @@ from syncguide.guidance.semantic import ContentGuidance, Guidance, MultiGuidance
 RESOLUTION_FACTOR = 4  # a CLIP reads images resized by at most this factor either way
 
 
-def add_guidance_options(p: argparse.ArgumentParser, text_weight: float | None, image_weight: float | None) -> None:
-    """Register ``--clip --text --content --style --text-weight --image-weight --guidance-steps``."""
+def add_guidance_options(p: argparse.ArgumentParser, defaults: str) -> None:
+    """Register ``--clip --text --content --style --text-weight --image-weight --style-weight --guidance-steps``.
+
+    ``defaults`` describes the weights used when the options are left out (they depend on the model).
+    """
     p.add_argument("--clip", help="guidance CLIP: demo, demo-noise-aware, a directory, a hub id, open_clip:ARCH/TAG")
     p.add_argument("--text", help="text guidance: steer towards this text")
     p.add_argument("--content", type=Path, help="image-content guidance: a reference image file")
     p.add_argument("--style", type=Path, help="image-style guidance: a reference image file")
-    p.add_argument(
-        "--text-weight", type=float, default=text_weight, help=f"text guidance scale (default {text_weight})"
-    )
-    p.add_argument(
-        "--image-weight", type=float, default=image_weight, help=f"content/style scale (default {image_weight})"
-    )
+    p.add_argument("--text-weight", type=float, help=f"text guidance scale (default {defaults})")
+    p.add_argument("--image-weight", type=float, help="content guidance scale (and style's, unless --style-weight)")
+    p.add_argument("--style-weight", type=float, help="style guidance scale (default --image-weight)")
     p.add_argument(
         "--guidance-steps",
         default="0,1",
@@ -37,7 +37,7 @@ def add_guidance_options(p: argparse.ArgumentParser, text_weight: float | None, 
 
 def check_guidance_options(args: argparse.Namespace) -> None:
     """Raise UsageError for bad guidance input (before anything is loaded); reads the reference images."""
-    for option in ("text_weight", "image_weight"):
+    for option in ("text_weight", "image_weight", "style_weight"):
         value = getattr(args, option)
         if value is not None and value < 0:
             raise UsageError(f"--{option.replace('_', '-')}: must be >= 0; got {value}")
@@ -55,6 +55,15 @@ def check_guidance_options(args: argparse.Namespace) -> None:
 
 def wants_guidance(args: argparse.Namespace) -> bool:
     return bool(args.text or args.content or args.style)
+
+
+def fill_weights(args: argparse.Namespace, text: float, image: float, style: float) -> None:
+    """Default the weights left out: ``text``, ``image`` (content) and ``style``; --image-weight alone sets both
+    image weights."""
+    if args.style_weight is None:
+        args.style_weight = args.image_weight if args.image_weight is not None else style
+    args.text_weight = text if args.text_weight is None else args.text_weight
+    args.image_weight = image if args.image_weight is None else args.image_weight
 
 
 def read_image(path: Path, option: str) -> torch.Tensor:
@@ -101,12 +110,15 @@ def build_guidance(
     parts: list[Guidance] = []
     if args.text:
         parts.append(TextGuidance(weight=args.text_weight, steps=window, encoder=clip, text=args.text))
-    for kind, cls in (("content", ContentGuidance), ("style", StyleGuidance)):
+    for kind, cls, weight in (
+        ("content", ContentGuidance, args.image_weight),
+        ("style", StyleGuidance, args.style_weight),
+    ):
         if kind in args.references:
             reference = args.references[kind].to(device)
             parts.append(
                 cls(
-                    weight=args.image_weight,
+                    weight=weight,
                     steps=window,
                     encoder=clip,
                     reference=reference,
@@ -126,5 +138,6 @@ def guidance_parameters(args: argparse.Namespace) -> dict[str, Any]:
         "style": str(args.style) if args.style else None,
         "text_weight": args.text_weight,
         "image_weight": args.image_weight,
+        "style_weight": args.style_weight,
         "guidance_steps": list(args.guidance_window),
     }

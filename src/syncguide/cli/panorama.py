@@ -12,6 +12,15 @@ from typing import Any
 import torch
 
 from syncguide import __version__
+from syncguide.cli.guidance_args import (
+    add_guidance_options,
+    build_guidance,
+    check_guidance_options,
+    fill_weights,
+    guidance_parameters,
+    load_guidance_clip,
+    wants_guidance,
+)
 from syncguide.cli.io import check_output, save_png
 from syncguide.cli.loading import load_pipeline, resolve_device
 from syncguide.demo.bundled import bundled, is_bundled
@@ -27,6 +36,8 @@ DEMO_STEPS, DEMO_SYNC_STEPS = 25, 10
 # w0 calibrated for the demo-clip distance (results/coherence_w2.md): 20 turns the demo panoramas uniform.
 DEMO_SYNC_WEIGHT = 2.0
 DEMO_BATCH = 8  # windows per call for the tiny demo model: batching pays on a CPU, memory is small
+# SDG on latent models acts on decoded x0 predictions with a plain CLIP (clean images); weights text, content, style.
+PANORAMA_WEIGHTS = (100.0, 100.0, 100.0)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -72,6 +83,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--view-batch-size", type=int, help=f"windows per UNet call (default 1; {DEMO_BATCH} for the demo model)"
     )
+    add_guidance_options(p, "100, content 100, style 100")
     p.add_argument("--circular", action="store_true", help="360-degree panorama: the right edge meets the left")
     p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
@@ -94,6 +106,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     _at_least("--view-batch-size", args.view_batch_size, 1)
     for option in ("--sync-weight", "--sync-decay", "--sync-steps", "--cfg"):
         _at_least(option, getattr(args, option[2:].replace("-", "_")), 0)
+    check_guidance_options(args)
     check_output(args.out, args.overwrite)
 
 
@@ -146,15 +159,21 @@ def run(args: argparse.Namespace) -> int:
     args.view_batch_size = args.view_batch_size or (DEMO_BATCH if demo else 1)
     args.sync_batch_size = args.sync_batch_size or (DEMO_BATCH if demo else 1)
     check_geometry(args, window, scale)
+    semantic = None
+    if wants_guidance(args):
+        args.clip = args.clip or ("demo" if demo or is_bundled(args.model) else None)
+        fill_weights(args, *PANORAMA_WEIGHTS)
+        clip = load_guidance_clip(args.clip, window * scale, device)
+        semantic = build_guidance(args, clip, None, torch.Generator().manual_seed(args.seed), device)
     params = parameters(args, window, str(device))
     start = time.perf_counter()
-    image = generate(pipe, args, device)
+    image = generate(pipe, args, device, semantic)
     save_png(image, args.out, params, args.overwrite)
     print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
     return 0
 
 
-def generate(pipe: Any, args: argparse.Namespace, device: torch.device) -> Any:
+def generate(pipe: Any, args: argparse.Namespace, device: torch.device, semantic: Any = None) -> Any:
     """Call the pipeline with the command line's settings; returns one PIL image."""
     sync = args.method == "syncdiffusion"
     loss = perceptual_loss(args.perceptual, device) if sync else None
@@ -176,6 +195,7 @@ def generate(pipe: Any, args: argparse.Namespace, device: torch.device) -> Any:
         sync_batch_size=args.sync_batch_size,
         sync_checkpointing=args.sync_checkpointing,
         perceptual_loss=loss,
+        semantic_guidance=semantic,
     ).images[0]
 
 
@@ -220,4 +240,6 @@ def parameters(args: argparse.Namespace, window: int, device: str) -> dict[str, 
         "dtype",
     )
     params = {name: getattr(args, name) for name in names}
+    if wants_guidance(args):
+        params.update(guidance_parameters(args))
     return {**params, "window": window, "device": device, "syncguide": __version__}

@@ -9,8 +9,11 @@ MODELS = {
     "sd": "the CLI's default model (diffusers StableDiffusionPipeline format)",
     "ddpm": "an unconditional model like those SDG guides (diffusers DDPMPipeline format)",
     "clip": "SDG guidance and the demo sync loss (transformers CLIPModel format)",
+    "clip-noise-aware": "the demo CLIP fine-tuned to read the demo DDPM's noisy images (syncguide finetune-clip)",
     "judge": "judging every demo evaluation; nothing guides with it",
 }
+
+COMMANDS = {"clip-noise-aware": "syncguide finetune-clip --clip demo --data demo --diffusion demo --steps 3000"}
 
 
 def bundled(name: str) -> Path:
@@ -21,7 +24,7 @@ def bundled(name: str) -> Path:
     if not any(path.glob("*.json")):
         raise FileNotFoundError(
             f"the bundled demo model {name!r} is not in this install ({path}); "
-            f"train it with `syncguide demo train {name}` and copy runs/{name}/model there"
+            f"make it with `{COMMANDS.get(name, f'syncguide demo train {name}')}` and copy runs/{name}/model there"
         )
     return path
 

@@ -145,7 +145,7 @@ def tiny_open_clip(kind: str = "resnet", image_size: int = 32, seed: int = 0):
 
     from syncguide.models.clip_towers import OpenCLIP
 
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # tests build it repeatedly and expect the same weights
     if kind == "resnet":
         vision = CLIPVisionCfg(layers=(1, 1, 1, 1), width=8, head_width=8, image_size=image_size)
     elif kind == "vit":
@@ -154,5 +154,23 @@ def tiny_open_clip(kind: str = "resnet", image_size: int = 32, seed: int = 0):
         raise ValueError(f"kind must be resnet or vit, got {kind!r}")
     text = CLIPTextCfg(context_length=77, vocab_size=49408, width=16, heads=2, layers=1)
     model = CLIP(embed_dim=24, vision_cfg=vision, text_cfg=text).eval().requires_grad_(False)
+    _measure_batchnorm(model.visual, image_size, seed)
     mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
     return OpenCLIP(model, open_clip.get_tokenizer("RN50"), mean, std)
+
+
+def _measure_batchnorm(visual: torch.nn.Module, image_size: int, seed: int) -> None:
+    """Set BatchNorm statistics from random images: with the default ones a random ResNet tower maps every image
+    to the same embedding (cosine 1.0), which no guidance or fine-tuning test can use."""
+    norms = [m for m in visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not norms:
+        return
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the one batch
+        norm.train()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        visual(torch.randn(64, 3, image_size, image_size, generator=generator))
+    for norm in norms:
+        norm.eval()

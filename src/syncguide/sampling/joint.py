@@ -15,9 +15,10 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide.guidance.perceptual import PerceptualLoss
+from syncguide.guidance.semantic import Guidance
 from syncguide.guidance.sync import SyncSchedule, ToImage, synchronize
 from syncguide.models.sd import LatentDiffusion, PromptEmbeds
-from syncguide.schedulers import predict_x0
+from syncguide.schedulers import predict_x0, shift_score
 from syncguide.tiling import Window, anchor_index, crop_all, fuse
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]
@@ -63,17 +64,20 @@ def sample_joint(
     callback: StepCallback | None = None,
     progress: Callable[[Iterable], Iterable] = iter,
     generator: torch.Generator | None = None,
+    semantic: Guidance | None = None,
 ) -> torch.Tensor:
     """Denoise a latent canvas ``(B, C, H, W)`` over ``scheduler.timesteps`` (set beforehand).
 
     Each step: crop every window; if sync is active, take SyncDiffusion's gradient step on every non-anchor
     window; predict noise with CFG (``view_batch_size`` windows per UNet call); one scheduler step for all
     windows; average the windows back into the canvas. ``embeds`` holds B rows. ``callback(i, t, latents)`` may
-    return replacement latents. Returns the final canvas latents ``(B, C, H, W)``.
+    return replacement latents. ``semantic`` guidance (SDG) acts on each window's decoded x0 prediction and shifts
+    its noise prediction (see :func:`semantic_shift`). Returns the final canvas latents ``(B, C, H, W)``.
     """
     n, b = len(windows), latents.shape[0]
     all_embeds = embeds.repeat(n)
     step_kwargs = _step_kwargs(scheduler, generator)
+    n_steps = len(scheduler.timesteps)
     for i, t in enumerate(progress(scheduler.timesteps)):
         views = crop_all(latents, windows)
         weight = sync.schedule.weight_at(i) if sync else 0.0
@@ -81,12 +85,54 @@ def sample_joint(
             views = _sync(model, scheduler, views, t, all_embeds, guidance_scale, windows, sync, weight)
         with torch.no_grad():
             out = predict_views(model, scheduler, views, t, all_embeds, guidance_scale, view_batch_size * b)
+            if semantic is not None and semantic.active(i, n_steps):
+                out = semantic_shift(model, scheduler, views, out, t, semantic, i, n_steps, view_batch_size * b)
             views = scheduler.step(out, t, views, return_dict=False, **step_kwargs)[0]
         latents = fuse(views, windows, latents.shape)
         if callback is not None:
             replaced = callback(i, t, latents)
             latents = latents if replaced is None else replaced
     return latents
+
+
+def semantic_shift(
+    model: LatentDiffusion,
+    scheduler: SchedulerMixin,
+    views: torch.Tensor,
+    out: torch.Tensor,
+    t: torch.Tensor,
+    guidance: Guidance,
+    i: int,
+    n: int,
+    rows_per_pass: int,
+) -> torch.Tensor:
+    """Model outputs of latent ``views`` ``(n, C, h, w)`` shifted by SDG computed on their decoded x0 predictions.
+
+    F is evaluated on decode(x0(x_t, out)) in [-1, 1] as a clean image (``t=None``), with the model output held
+    fixed, so the gradient reaches x_t through the x0 formula and the VAE decoder only (no UNet backward); then
+    eps' = eps - sqrt(1 - abar_t) * grad (any prediction type, :func:`~syncguide.schedulers.shift_score`).
+    """
+    shifted = []
+    for start in range(0, views.shape[0], rows_per_pass):
+        rows = slice(start, start + rows_per_pass)
+
+        def decoded_x0(x: torch.Tensor, rows: slice = rows) -> torch.Tensor:
+            return model.decode(predict_x0(scheduler, x, out[rows], t)) * 2 - 1
+
+        grad = latent_gradient(guidance, views[rows], decoded_x0, i, n)
+        shifted.append(shift_score(scheduler, out[rows], grad, t))
+    return torch.cat(shifted)
+
+
+def latent_gradient(
+    guidance: Guidance, latents: torch.Tensor, to_image: Callable[[torch.Tensor], torch.Tensor], i: int, n: int
+) -> torch.Tensor:
+    """grad wrt ``latents`` of the guidance objective of ``to_image(latents)`` (clean images, ``t=None``)."""
+    with torch.enable_grad():
+        x = latents.detach().requires_grad_(True)
+        value = guidance(to_image(x), None, i, n)
+        (grad,) = torch.autograd.grad(value.sum(), x)
+    return grad
 
 
 def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None) -> dict:
