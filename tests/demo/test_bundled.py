@@ -79,3 +79,13 @@ def test_noise_aware_clip_reads_noisy_crops_better_than_the_plain_one() -> None:
             image = torch.nn.functional.normalize(encoder.embed(noisy, torch.full((64,), 600)), dim=-1)
             accuracy[name] = (image @ text.T).argmax(1).eq(crops.labels["time"]).float().mean().item()
     assert accuracy["noise_aware"] >= 0.8 and accuracy["noise_aware"] > accuracy["plain"] + 0.2
+
+
+def test_generate_without_model_uses_the_demo_ddpm_and_noise_aware_clip(tmp_path, capsys) -> None:
+    from syncguide.cli.io import read_parameters
+
+    argv = ["generate", "--text", "a photo of a landscape at night", "--n", "2", "--steps", "5", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert "bundled demo DDPM" in capsys.readouterr().err
+    stored = read_parameters(tmp_path / "sample-0-001.png")
+    assert stored["clip"] == "demo-noise-aware" and stored["text_weight"] == 300.0 and stored["style_weight"] == 3e4

@@ -22,7 +22,7 @@ from syncguide.cli.guidance_args import (
     wants_guidance,
 )
 from syncguide.cli.io import save_png
-from syncguide.cli.loading import check_model, resolve_device
+from syncguide.cli.loading import load_model, resolve_device
 from syncguide.errors import UsageError
 
 SCHEDULERS = ("ddpm", "ddim")
@@ -110,16 +110,9 @@ def load_unconditional(spec: str, scheduler: str, device: torch.device) -> Any:
 
     from syncguide.sdg_pipeline import SemanticGuidancePipeline
 
-    check_model(spec)
-    local = Path(spec).expanduser()
-    try:
-        pipe = SemanticGuidancePipeline.from_pretrained(str(local) if local.exists() else spec)
-    except Exception as error:  # any loading failure is bad input to report in one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"--model: cannot load {spec} as an unconditional diffusion model: {first}") from None
+    pipe = load_model(SemanticGuidancePipeline, spec, "an unconditional diffusion model")
     cls = DDPMScheduler if scheduler == "ddpm" else DDIMScheduler
     pipe.scheduler = cls.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(leave=False)
     return pipe.to(device)
 
 

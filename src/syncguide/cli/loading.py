@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,15 +26,21 @@ def check_model(spec: str) -> None:
 
 def load_pipeline(spec: str, dtype: torch.dtype, device: torch.device) -> SyncDiffusionPipeline:
     """Load a Stable Diffusion pipeline as a :class:`SyncDiffusionPipeline` on ``device``."""
+    pipe = load_model(SyncDiffusionPipeline, spec, "a Stable Diffusion pipeline")
+    return pipe.to(device, dtype)
+
+
+def load_model(cls: type, spec: str, what: str) -> Any:
+    """``cls.from_pretrained(spec)`` (a checked hub id or directory); any failure is a one-line UsageError."""
     check_model(spec)
     local = Path(spec).expanduser()
     try:
-        pipe = SyncDiffusionPipeline.from_pretrained(str(local) if local.exists() else spec)
+        pipe = cls.from_pretrained(str(local) if local.exists() else spec)
     except Exception as error:  # any loading failure is bad input to report in one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"--model: cannot load {spec} as a Stable Diffusion pipeline: {first}") from None
+        raise UsageError(f"--model: cannot load {spec} as {what}: {first}") from None
     pipe.set_progress_bar_config(leave=False)
-    return pipe.to(device, dtype)
+    return pipe
 
 
 def resolve_device(name: str) -> torch.device:

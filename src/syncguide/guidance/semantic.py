@@ -26,6 +26,7 @@ __all__ = [
     "ContentGuidance",
     "Guidance",
     "MultiGuidance",
+    "ReferenceGuidance",
     "StyleGuidance",
     "TextGuidance",
     "gram",
@@ -93,8 +94,8 @@ class TextGuidance(Guidance):
 
 
 @dataclass
-class ContentGuidance(Guidance):
-    """Image-content guidance: cos(E_I(x_t, t), E_I(x'_t, t)), x'_t = the reference noised to the same t.
+class ReferenceGuidance(Guidance):
+    """Base of the guidances towards a reference image, noised to the sample's timestep.
 
     ``reference`` ``(1 or B, 3, H, W)`` in [-1, 1] (resized to the samples' size); fresh noise for it at every call
     from ``generator`` (no gradient through the reference). ``alphas_cumprod`` is the diffusion model's schedule;
@@ -105,10 +106,22 @@ class ContentGuidance(Guidance):
     reference: torch.Tensor = None
     alphas_cumprod: torch.Tensor | None = None
     generator: torch.Generator | None = None
+    kind = "image"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_reference(self.encoder, self.reference, "content")
+        if self.encoder is None:
+            raise ValueError(f"{self.kind} guidance needs a CLIP encoder (clip=...)")
+        ref = self.reference
+        if not isinstance(ref, torch.Tensor) or ref.dim() != 4 or ref.shape[1] != 3:
+            raise ValueError(f"{self.kind} reference must be an image tensor (N, 3, H, W) in [-1, 1]")
+
+
+@dataclass
+class ContentGuidance(ReferenceGuidance):
+    """Image-content guidance: cos(E_I(x_t, t), E_I(x'_t, t)), x'_t = the reference noised to the same t."""
+
+    kind = "content"
 
     def objective(self, x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
         reference = _noised_reference(self, x, t)
@@ -119,22 +132,14 @@ class ContentGuidance(Guidance):
 
 
 @dataclass
-class StyleGuidance(Guidance):
+class StyleGuidance(ReferenceGuidance):
     """Image-style guidance: -sum over feature maps k of MSE(G(f_k(x_t)), G(f_k(x'_t))), per sample.
 
     The Gram matrices are per sample (:func:`gram`), so a sample's objective does not depend on its batch mates
-    (the reference code's batch-mixed Gram is a bug not copied). ``reference``, ``alphas_cumprod``, ``generator``
-    as for :class:`ContentGuidance`.
+    (the reference code's batch-mixed Gram is a bug not copied).
     """
 
-    encoder: torch.nn.Module = None
-    reference: torch.Tensor = None
-    alphas_cumprod: torch.Tensor | None = None
-    generator: torch.Generator | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_reference(self.encoder, self.reference, "style")
+    kind = "style"
 
     def objective(self, x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
         reference = _noised_reference(self, x, t)
@@ -208,13 +213,6 @@ def noise_like_schedule(
     return (abar.sqrt() * reference.float() + (1 - abar).sqrt() * noise).to(reference.dtype)
 
 
-def _check_reference(encoder, reference: torch.Tensor | None, kind: str) -> None:
-    if encoder is None:
-        raise ValueError(f"{kind} guidance needs a CLIP encoder (clip=...)")
-    if not isinstance(reference, torch.Tensor) or reference.dim() != 4 or reference.shape[1] != 3:
-        raise ValueError(f"{kind} reference must be an image tensor (N, 3, H, W) in [-1, 1]")
-
-
 def _per_sample(values: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     if values.shape[0] == batch:
         return values
@@ -223,7 +221,7 @@ def _per_sample(values: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     raise ValueError(f"{name} must hold 1 or {batch} entries (one per sample), got {values.shape[0]}")
 
 
-def _noised_reference(guidance: ContentGuidance | StyleGuidance, x: torch.Tensor, t: torch.Tensor | None):
+def _noised_reference(guidance: ReferenceGuidance, x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
     reference = guidance.reference.to(x.device, x.dtype)
     if reference.shape[-2:] != x.shape[-2:]:
         reference = F.interpolate(reference, size=x.shape[-2:], mode="bilinear", align_corners=False)
