@@ -36,7 +36,7 @@ def test_timestep_conditioning_is_per_sample(noise_aware: NoiseAwareCLIP) -> Non
         early = noise_aware.embed(x[:1], torch.tensor([10]))
         late = noise_aware.embed(x[:1], torch.tensor([900]))
     assert not torch.allclose(early, late)
-    torch.testing.assert_close(both, torch.cat([early, late]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(both, torch.cat([early, late]), rtol=1e-4, atol=1e-5)  # batch-size rounding only
 
 
 def test_symmetric_infonce_is_low_for_matching_pairs() -> None:

@@ -37,7 +37,8 @@ DEMO_STEPS, DEMO_SYNC_STEPS = 25, 10
 DEMO_SYNC_WEIGHT = 2.0
 DEMO_BATCH = 8  # windows per call for the tiny demo model: batching pays on a CPU, memory is small
 # SDG on latent models acts on decoded x0 predictions with a plain CLIP (clean images); weights text, content, style.
-PANORAMA_WEIGHTS = (100.0, 100.0, 100.0)
+# Style 1e4 from the demo sweep (results/sdg_panorama: weaker does little, 3e4 degrades); text, content uncalibrated.
+PANORAMA_WEIGHTS = (1e3, 1e4, 1e4)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -83,7 +84,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--view-batch-size", type=int, help=f"windows per UNet call (default 1; {DEMO_BATCH} for the demo model)"
     )
-    add_guidance_options(p, "100, content 100, style 100")
+    add_guidance_options(p, "1e3, content 1e4, style 1e4")
     p.add_argument("--circular", action="store_true", help="360-degree panorama: the right edge meets the left")
     p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")

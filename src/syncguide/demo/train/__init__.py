@@ -12,7 +12,7 @@ RECIPES = {
     "clip": "tiny CLIP, image and text towers, contrastive",
     "vae": "tiny AutoencoderKL (downsampling 4) for the demo Stable Diffusion",
     "vae-decoder": "fine-tune only the VAE's decoder (for PSNR); the latents, and so the demo SD, stay valid",
-    "sd": "tiny Stable Diffusion: UNet and CLIP text encoder trained together on the demo VAE's latents",
+    "sd": "tiny Stable Diffusion: a UNet trained on the demo VAE's latents and the demo CLIP's frozen text tower",
     "ddpm": "tiny pixel-space unconditional DDPM (32 x 32)",
 }
 
