@@ -83,3 +83,12 @@ def test_export_loads_as_stable_diffusion_and_panorama_pipeline(tmp_path, vae_di
         "a photo of mountains", height=64, width=128, stride=8, num_inference_steps=2, sync_weight=0, output_type="np"
     ).images
     assert image.shape == (1, 64, 128, 3)
+
+
+def test_offset_noise_changes_training_and_is_a_resume_setting(tmp_path, vae_dir, train) -> None:
+    plain = train(tmp_path / "plain", vae_dir, 2)
+    offset = train(tmp_path / "offset", vae_dir, 2, offset_noise=0.1)
+    a, b = (UNet2DConditionModel.from_pretrained(p / "unet").state_dict() for p in (plain, offset))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="settings"):
+        train(tmp_path / "offset", vae_dir, 3)  # resuming without the offset is refused

@@ -102,11 +102,14 @@ def train(
     n_data: int = 20000,
     lr: float = 3e-4,
     resume: bool = True,
+    offset_noise: float = 0.0,
     **unet_overrides: Any,
 ) -> Path:
     """Train the UNet; export a ``StableDiffusionPipeline`` to ``out/model`` (returned).
 
     ``clip_dir``: the CLIP whose text tower and tokenizer condition the UNet (default: the bundled demo CLIP).
+    ``offset_noise``: std of a per-sample, per-channel constant added to the training noise ("offset noise"), so
+    that the model learns to change an image's mean colour (0: plain noise, the bundled model's setting).
     """
     out = Path(out)
     torch.manual_seed(seed)
@@ -122,7 +125,14 @@ def train(
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     noise_schedule = DDPMScheduler(**SCHEDULE)
     checkpoint = Checkpoint(out / "checkpoint")
-    settings = {"vae": str(vae_dir), "clip": str(clip_dir), "seed": seed, "batch_size": batch_size, "lr": lr}
+    settings = {
+        "vae": str(vae_dir),
+        "clip": str(clip_dir),
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "offset_noise": offset_noise,
+    }
     start = resume_step(checkpoint, modules, optimizer, settings, resume)
 
     def step(k: int) -> float:
@@ -133,6 +143,8 @@ def train(
         empty = torch.rand(batch_size, generator=g) < EMPTY_CAPTION_RATE
         cond = torch.where(empty[:, None, None], data["empty"], data["cond"][rows])
         noise = torch.randn(latents.shape, generator=g)
+        if offset_noise:
+            noise = noise + offset_noise * torch.randn((*latents.shape[:2], 1, 1), generator=g)
         t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch_size,), generator=g)
         pred = unet(noise_schedule.add_noise(latents, noise, t), t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred, noise)
