@@ -12,7 +12,6 @@ Deterministic given ``seed`` and resumable bit for bit from ``<out>/checkpoint``
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,15 @@ from PIL import Image
 from syncguide.models.clip_towers import CLIPTower
 from syncguide.models.guidance_clip import load_base, save_noise_aware
 from syncguide.models.noise_aware import NoiseAwareCLIP
-from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator, timer, train_loop
+from syncguide.training import (
+    Checkpoint,
+    batch_indices,
+    final_loss,
+    resume_step,
+    step_generator,
+    timer,
+    train_loop,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -55,27 +62,18 @@ def diffusion_schedule(model: str) -> tuple[torch.Tensor, int]:
 
     The resolution is the UNet's sample size, times the VAE's downsampling for latent models.
     """
-    from diffusers import AutoencoderKL, DDPMScheduler
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
 
     from syncguide.demo.bundled import bundled
 
     source = str(bundled("ddpm")) if model == "demo" else model
     scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
-    unet_config = json.loads(_read_config(source, "unet"))
+    unet_config = UNet2DModel.load_config(source, subfolder="unet")  # any model's config: only its keys are read
     size = unet_config["sample_size"]
     size = size if isinstance(size, int) else size[0]
     if "cross_attention_dim" in unet_config:  # latent model: pixels = latents * VAE factor
         size *= 2 ** (len(AutoencoderKL.load_config(source, subfolder="vae")["block_out_channels"]) - 1)
     return scheduler.alphas_cumprod.clone(), int(size)
-
-
-def _read_config(source: str, subfolder: str) -> str:
-    local = Path(source) / subfolder / "config.json"
-    if local.is_file():
-        return local.read_text()
-    from huggingface_hub import hf_hub_download
-
-    return Path(hf_hub_download(source, "config.json", subfolder=subfolder)).read_text()
 
 
 def load_images(data: str, resolution: int, n_demo: int = 4096, seed: int = 0) -> torch.Tensor:
@@ -140,7 +138,7 @@ def finetune(
             every=checkpoint_every,
             desc="finetune-clip",
         )
-    info = {"steps": steps, "resumed_from": start, "seconds": clock["seconds"], "final_loss": _tail(losses)}
+    info = {"steps": steps, "resumed_from": start, "seconds": clock["seconds"], "final_loss": final_loss(losses)}
     save_noise_aware(student.eval(), out, settings.clip, diffusion=settings.diffusion, data=settings.data, **info)
     return out
 
@@ -178,7 +176,3 @@ def finetune_step(
         return loss.item()
 
     return step
-
-
-def _tail(losses: list[float]) -> float | None:
-    return float(np.mean(losses[-50:])) if losses else None

@@ -7,6 +7,7 @@ so x0 can be computed from ``alphas_cumprod`` and the model's prediction type wh
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -98,3 +99,13 @@ def step_variance(scheduler: SchedulerMixin, timestep: int, prev_timestep: int) 
     if scheduler.config.get("variance_type", "fixed_small") == "fixed_large":
         return beta
     return (1 - abar_prev) / (1 - abar_t) * beta
+
+
+def step_arguments(scheduler: SchedulerMixin, generator: torch.Generator | None, **options) -> dict:
+    """The keyword arguments of ``scheduler.step`` among ``generator`` and ``options`` (e.g. DDIM's ``eta``).
+
+    Not every scheduler's ``step`` takes a generator (UniPC and PNDM do not).
+    """
+    accepted = inspect.signature(scheduler.step).parameters
+    kwargs = {"generator": generator, **options}
+    return {k: v for k, v in kwargs.items() if k in accepted}

@@ -105,7 +105,7 @@ def train_loop(
     bar = tqdm(range(start, total), desc=desc, initial=start, total=total)
     for k in bar:
         losses.append(step_fn(k))
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        bar.set_postfix(loss=f"{final_loss(losses):.4f}")
         if (k + 1) % every == 0 or k + 1 == total:
             save(k + 1)
     return losses
@@ -120,3 +120,8 @@ def timer() -> Iterator[dict]:
         yield out
     finally:
         out["seconds"] = time.perf_counter() - start
+
+
+def final_loss(losses: list[float], last: int = 50) -> float | None:
+    """Mean of the ``last`` losses (None when no step ran): the smoothed loss a run ended with."""
+    return float(np.mean(losses[-last:])) if losses else None

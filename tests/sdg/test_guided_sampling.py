@@ -9,8 +9,8 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from syncguide.guidance.semantic import Guidance, TextGuidance
-from syncguide.sampling.guided import apply_guidance, step_arguments
-from syncguide.schedulers import shift_score, step_variance
+from syncguide.sampling.guided import apply_guidance
+from syncguide.schedulers import shift_score, step_arguments, step_variance
 from syncguide.sdg_pipeline import SemanticGuidancePipeline
 
 

@@ -80,9 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
         args.model = str(bundled("ddpm"))
         args.clip = args.clip or DEMO_CLIP
-        fill_weights(args, *DEMO_WEIGHTS)
         print(f"syncguide: using the bundled demo DDPM ({args.model}); pass --model for a real one.", file=sys.stderr)
-    fill_weights(args, *PAPER_WEIGHTS)
+    fill_weights(args, *(DEMO_WEIGHTS if demo else PAPER_WEIGHTS))
     device = resolve_device(args.device)
     pipe = load_unconditional(args.model, args.scheduler, device)
     guidance = None

@@ -16,7 +16,7 @@ The encoder is a :class:`~syncguide.models.clip_towers.CLIPTower` (plain) or a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -183,17 +183,23 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 
 def guidance_gradient(
-    guidance: Guidance | None, x: torch.Tensor, t: torch.Tensor | None, i: int, n: int
+    guidance: Guidance | None,
+    x: torch.Tensor,
+    t: torch.Tensor | None,
+    i: int,
+    n: int,
+    to_image: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor | None:
     """``grad_x`` of the weighted objective (float32 or wider, shape of ``x``), or None when nothing is active.
 
-    Each sample's gradient depends only on that sample (the objectives are per sample).
+    ``to_image`` (optional, differentiable) maps ``x`` to the images the objective reads, e.g. latents to their
+    decoded x0 prediction. Each sample's gradient depends only on that sample (the objectives are per sample).
     """
     if guidance is None or not guidance.active(i, n):
         return None
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        value = guidance(x, t, i, n)
+        value = guidance(x if to_image is None else to_image(x), t, i, n)
         (grad,) = torch.autograd.grad(value.sum(), x)
     return _wide(grad)
 

@@ -133,8 +133,9 @@ class OpenCLIP(CLIPTower):
 
     def embed(self, images: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """Image embeddings ``(B, D)`` of images ``(B, 3, H, W)`` in [-1, 1]."""
-        self._maps = []
-        return self.visual(self.preprocess(images))
+        embeddings = self.visual(self.preprocess(images))
+        self._maps = []  # the hooks also saw this pass; keep no activations alive
+        return embeddings
 
     def feature_maps(self, images: torch.Tensor, t: torch.Tensor | None = None) -> list[torch.Tensor]:
         """ResNet: stem and stage outputs ``(B, C, H*W)``; ViT: four evenly spaced blocks' tokens ``(B, C, N)``."""

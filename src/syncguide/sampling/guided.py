@@ -9,7 +9,6 @@ guidance the loop is exactly diffusers' ``DDPMPipeline`` / ``DDIMPipeline`` loop
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 
 import torch
@@ -17,7 +16,7 @@ from diffusers import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide.guidance.semantic import Guidance, guidance_gradient
-from syncguide.schedulers import shift_score, step_variance
+from syncguide.schedulers import shift_score, step_arguments, step_variance
 
 __all__ = ["apply_guidance", "sample_unconditional"]
 
@@ -43,13 +42,6 @@ def apply_guidance(
         return (prev.float() + sigma * grad).to(prev.dtype)
     shifted = shift_score(scheduler, model_output, grad, t)
     return scheduler.step(shifted, t, sample, return_dict=False, **step_kwargs)[0]
-
-
-def step_arguments(scheduler: SchedulerMixin, generator: torch.Generator | None, **options) -> dict:
-    """The keyword arguments of ``scheduler.step`` among ``generator`` and ``options`` (e.g. DDIM's ``eta``)."""
-    accepted = inspect.signature(scheduler.step).parameters
-    kwargs = {"generator": generator, **options}
-    return {k: v for k, v in kwargs.items() if k in accepted}
 
 
 def sample_unconditional(

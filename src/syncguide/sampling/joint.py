@@ -7,7 +7,6 @@ the corruption of stepping windows one after another through a shared scheduler 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -15,10 +14,10 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide.guidance.perceptual import PerceptualLoss
-from syncguide.guidance.semantic import Guidance
+from syncguide.guidance.semantic import Guidance, guidance_gradient
 from syncguide.guidance.sync import SyncSchedule, ToImage, synchronize
 from syncguide.models.sd import LatentDiffusion, PromptEmbeds
-from syncguide.schedulers import predict_x0, shift_score
+from syncguide.schedulers import predict_x0, shift_score, step_arguments
 from syncguide.tiling import Window, anchor_index, crop_all, fuse
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]
@@ -76,7 +75,7 @@ def sample_joint(
     """
     n, b = len(windows), latents.shape[0]
     all_embeds = embeds.repeat(n)
-    step_kwargs = _step_kwargs(scheduler, generator)
+    step_kwargs = step_arguments(scheduler, generator)
     n_steps = len(scheduler.timesteps)
     for i, t in enumerate(progress(scheduler.timesteps)):
         views = crop_all(latents, windows)
@@ -119,26 +118,9 @@ def semantic_shift(
         def decoded_x0(x: torch.Tensor, rows: slice = rows) -> torch.Tensor:
             return model.decode(predict_x0(scheduler, x, out[rows], t)) * 2 - 1
 
-        grad = latent_gradient(guidance, views[rows], decoded_x0, i, n)
+        grad = guidance_gradient(guidance, views[rows], None, i, n, to_image=decoded_x0)
         shifted.append(shift_score(scheduler, out[rows], grad, t))
     return torch.cat(shifted)
-
-
-def latent_gradient(
-    guidance: Guidance, latents: torch.Tensor, to_image: Callable[[torch.Tensor], torch.Tensor], i: int, n: int
-) -> torch.Tensor:
-    """grad wrt ``latents`` of the guidance objective of ``to_image(latents)`` (clean images, ``t=None``)."""
-    with torch.enable_grad():
-        x = latents.detach().requires_grad_(True)
-        value = guidance(to_image(x), None, i, n)
-        (grad,) = torch.autograd.grad(value.sum(), x)
-    return grad
-
-
-def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None) -> dict:
-    # Not every scheduler's step() takes a generator (UniPC and PNDM do not).
-    accepts = "generator" in inspect.signature(scheduler.step).parameters
-    return {"generator": generator} if accepts else {}
 
 
 def x0_images(

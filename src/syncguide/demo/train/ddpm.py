@@ -28,7 +28,7 @@ from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from syncguide.demo.train.common import make_crops
 from syncguide.demo.world import SEASONS, TIMES
-from syncguide.training import Checkpoint, batch_indices, step_generator, timer, train_loop
+from syncguide.training import Checkpoint, batch_indices, final_loss, step_generator, timer, train_loop
 
 __all__ = [
     "DDPMConfig",
@@ -197,7 +197,7 @@ def train(
         "steps": steps,
         "resumed_from": start,
         "seconds": t["seconds"],
-        "final_loss": float(np.mean(losses[-100:])) if losses else None,
+        "final_loss": final_loss(losses, last=100),
         "config": asdict(config),
     }
     (out / "train.json").write_text(json.dumps(summary, indent=2))

@@ -67,8 +67,8 @@ def load_text_encoder(clip_dir: str | Path) -> tuple[CLIPTextModel, CLIPTokenize
 def encode_data(
     vae: AutoencoderKL, text: CLIPTextModel, tokenizer: CLIPTokenizer, seed: int, n: int, batch: int = 256
 ) -> dict:
-    """Scaled latent means and stds of ``n`` crops, their caption token ids ``(n, L)`` and the frozen text
-    encoder's hidden states ``(n, L, D)`` of the captions and of the empty caption."""
+    """Scaled latent means and stds of ``n`` crops, and the frozen text encoder's hidden states ``(n, L, D)`` of
+    their captions and ``(L, D)`` of the empty caption."""
     crops = make_crops(seed, n)
     means, stds = [], []
     for start in range(0, n, batch):
@@ -80,7 +80,6 @@ def encode_data(
     return {
         "mean": torch.cat(means),
         "std": torch.cat(stds),
-        "ids": ids,
         "cond": cond,
         "empty": text(_ids(tokenizer, [""]))[0][0],
     }

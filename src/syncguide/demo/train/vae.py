@@ -26,7 +26,15 @@ import torch
 from diffusers import AutoencoderKL
 
 from syncguide.demo.train.common import make_crops
-from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator, timer, train_loop
+from syncguide.training import (
+    Checkpoint,
+    batch_indices,
+    final_loss,
+    resume_step,
+    step_generator,
+    timer,
+    train_loop,
+)
 
 __all__ = [
     "VAEConfig",
@@ -193,7 +201,7 @@ def train(
         "steps": steps,
         "resumed_from": start,
         "seconds": t["seconds"],
-        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "final_loss": final_loss(losses),
         "scaling_factor": 1.0 / stats["latent_std"],
         **stats,
         "config": asdict(config),
@@ -306,10 +314,6 @@ def finetune_decoder(
         )
     model_dir = out / "model"
     vae.eval().save_pretrained(model_dir, safe_serialization=True)
-    summary = {**settings, "resumed_from": start, "seconds": t["seconds"], "final_loss": _mean_tail(losses)}
+    summary = {**settings, "resumed_from": start, "seconds": t["seconds"], "final_loss": final_loss(losses)}
     (out / "train.json").write_text(json.dumps(summary, indent=2))
     return model_dir
-
-
-def _mean_tail(losses: list[float]) -> float | None:
-    return float(np.mean(losses[-50:])) if losses else None
