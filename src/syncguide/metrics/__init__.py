@@ -21,11 +21,19 @@ from syncguide.metrics.pairwise import (
     intra_style_loss,
     lpips_diversity,
 )
+from syncguide.metrics.reference_networks import (
+    InceptionFeatures,
+    VGG19Style,
+    load_inception,
+    load_lpips,
+    load_vgg19_style,
+)
 from syncguide.metrics.retrieval import TopKRetrieval, topk_retrieval
 
 __all__ = [
     "FID",
     "KID",
+    "InceptionFeatures",
     "IntraLPIPS",
     "IntraStyleL",
     "LPIPSDiversity",
@@ -34,6 +42,7 @@ __all__ = [
     "Metric",
     "MetricNetworks",
     "TopKRetrieval",
+    "VGG19Style",
     "clip_score",
     "demo_networks",
     "fid",
@@ -43,6 +52,9 @@ __all__ = [
     "intra_style_loss",
     "kid",
     "knn_giqa",
+    "load_inception",
+    "load_lpips",
+    "load_vgg19_style",
     "lpips_diversity",
     "random_crops",
     "real_networks",

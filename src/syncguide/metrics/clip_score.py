@@ -2,6 +2,11 @@
 
 ``clip`` is a :class:`syncguide.models.clip_towers.CLIPTower`, whose ``embed`` (images in [-1, 1], any size, resized
 bilinearly) and ``embed_text`` return unnormalised embeddings; the score normalises both.
+
+The clamp at 0 is per image, as torchmetrics' functional ``clip_score`` of one image; torchmetrics' classes clamp
+the batch mean instead, which is the same whenever every cosine is positive (as with real CLIPs on real prompts).
+Our own implementation: torchmetrics 1.9's CLIPScore expects ``get_image_features`` to return a tensor, which
+transformers 5 no longer does, and it re-embeds every image where the eval command embeds each crop once.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from syncguide.metrics.base import Distance, MeanScore, Metric, StyleFeatures, c
 from syncguide.metrics.crops import window_crops
 
 Reduction = Literal["sum", "mean"]
-REDUCTION_LABELS = {"sum": "sum over crop pairs (the SyncDiffusion reference)", "mean": "mean over crop pairs"}
+REDUCTION_LABELS = {"sum": "sum over crop pairs, as the SyncDiffusion reference", "mean": "mean over crop pairs"}
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
