@@ -42,3 +42,35 @@ def multidiffusion(pipe, prompt: str, latents: torch.Tensor, steps: int, cfg: fl
             count[:, :, top : top + window, left : left + window] += 1
         latents = value / count
     return latents
+
+
+@torch.no_grad()
+def region_multidiffusion(
+    pipe, prompts: list[str], masks: torch.Tensor, latents: torch.Tensor, steps: int, cfg: float, stride: int
+):
+    """Final latents of MultiDiffusion's region mode without bootstrapping: for every prompt (``masks`` ``(P, h, w)``
+    0/1, background first) and window its mask touches, one denoising step; fusion weighted by the masks."""
+    unet, window = pipe.unet, pipe.unet.config.sample_size
+    ids = pipe.tokenizer(
+        [*prompts, ""], padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids
+    embeds = pipe.text_encoder(ids)[0]
+    uncond = embeds[-1:]
+    scheduler = copy.deepcopy(pipe.scheduler)
+    scheduler.set_timesteps(steps)
+    grid = views(latents.shape[-2], latents.shape[-1], window, stride)
+    for t in scheduler.timesteps:
+        value, count = torch.zeros_like(latents), torch.zeros_like(latents)
+        for k in range(len(prompts)):
+            for top, left in grid:
+                mask = masks[k, top : top + window, left : left + window]
+                if not mask.any():
+                    continue
+                x = latents[:, :, top : top + window, left : left + window]
+                out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, embeds[k : k + 1]])).sample
+                out_uncond, out_cond = out.chunk(2)
+                x = scheduler.step(out_uncond + cfg * (out_cond - out_uncond), t, x).prev_sample
+                value[:, :, top : top + window, left : left + window] += x * mask
+                count[:, :, top : top + window, left : left + window] += mask
+        latents = value / count
+    return latents

@@ -22,10 +22,12 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
 from syncguide.guidance.semantic import Guidance
 from syncguide.guidance.sync import SyncSchedule
+from syncguide.layout import Layout
 from syncguide.models.sd import LatentDiffusion
 from syncguide.sampling.joint import SyncOptions, sample_joint
+from syncguide.sampling.regions import Bootstrap, flat_colours, sample_regions
 from syncguide.schedulers import check_scheduler, make_scheduler
-from syncguide.tiling import make_windows
+from syncguide.tiling import Window, make_windows
 
 
 @dataclass
@@ -137,11 +139,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         """
         check_scheduler(self.scheduler)
         model = self.model
-        window = window or model.window
-        height = height or window * model.vae_scale
-        width = width or 6 * height
-        size = _latent_size(height, width, model.vae_scale)
-        windows = make_windows(*size, window, stride, circular)
+        window, size, windows = _canvas(model, height, width, window, stride, circular)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         negatives = _negatives(negative_prompt, len(prompts) // num_images_per_prompt, num_images_per_prompt)
@@ -151,10 +149,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         latents = self._initial_latents(shape, generator, latents, device)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         schedule = SyncSchedule(sync_weight, sync_decay, sync_steps, sync_every)
-        sync = None
-        if schedule.weight > 0 and schedule.steps != 0:
-            loss = perceptual_loss or self.default_perceptual_loss()
-            sync = SyncOptions(schedule, loss, sync_batch_size or view_batch_size, sync_checkpointing)
+        sync = self._sync_options(schedule, perceptual_loss, sync_batch_size or view_batch_size, sync_checkpointing)
         callback = None
         if callback_on_step_end is not None:
             callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
@@ -175,6 +170,105 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         images = self._postprocess(model, latents, output_type, seam_padding(window) if circular else 0)
         self.maybe_free_model_hooks()
         return PanoramaOutput(images=images) if return_dict else (images,)
+
+    def layout(
+        self,
+        layout: Layout,
+        negative_prompt: str | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        stride: int = 16,
+        view_batch_size: int = 1,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[..., dict] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        circular: bool = False,
+        window: int | None = None,
+        bootstrap_fraction: float = 0.2,
+        sync_weight: float = 20.0,
+        sync_decay: float = 0.95,
+        sync_steps: int | None = None,
+        sync_every: int = 1,
+        sync_batch_size: int | None = None,
+        sync_checkpointing: bool = False,
+        sync_regions: bool = False,
+        perceptual_loss: PerceptualLoss | None = None,
+    ) -> PanoramaOutput | tuple:
+        """Generate images from a layout: a background prompt plus (prompt, mask) regions (region MultiDiffusion).
+
+        Each prompt is denoised on every window its mask touches and fused with its mask (resized to the latent
+        grid, binarised) as weight; the background takes the pixels no region covers; overlapping regions are
+        averaged. The arguments shared with :meth:`__call__` mean the same; further:
+
+        Args:
+            layout: :class:`~syncguide.layout.Layout` (``Layout("a summer landscape", (Region("snow",
+                box=(0.25, 0, 0.75, 1)),))``). A region covering no latent pixel raises ValueError.
+            negative_prompt: one text, used for every prompt of the layout.
+            num_images_per_prompt: images of the layout, B.
+            latents: initial noise ``(B, 4, height/8, width/8)``; used exactly as given.
+            bootstrap_fraction: in [0, 1]; during the first ``round(fraction * steps)`` steps each region's windows
+                show a noised flat random colour outside its mask (MultiDiffusion's bootstrapping; default 20%).
+            sync_weight, sync_decay, sync_steps, sync_every: SyncDiffusion pulling the background's windows
+                towards its anchor (the centre window among those it touches). ``sync_weight=0`` gives region
+                MultiDiffusion bit for bit.
+            sync_regions: also pull each region's windows towards that region's own anchor.
+        Returns:
+            :class:`PanoramaOutput` (or a 1-tuple if ``return_dict=False``).
+        """
+        if not 0 <= bootstrap_fraction <= 1:
+            raise ValueError(f"bootstrap_fraction must be in [0, 1]; got {bootstrap_fraction}")
+        check_scheduler(self.scheduler)
+        model, device = self.model, self._execution_device
+        window, size, windows = _canvas(model, height, width, window, stride, circular)
+        masks = layout.masks(*size)
+        negatives = [negative_prompt or ""] * num_images_per_prompt if guidance_scale > 1 else None
+        embeds = [model.encode_prompt([p] * num_images_per_prompt, negatives) for p in layout.prompts]
+        shape = (num_images_per_prompt, self.unet.config.in_channels, *size)
+        latents = self._initial_latents(shape, generator, latents, device)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        schedule = SyncSchedule(sync_weight, sync_decay, sync_steps, sync_every)
+        sync = self._sync_options(schedule, perceptual_loss, sync_batch_size or view_batch_size, sync_checkpointing)
+        n_bootstrap = round(bootstrap_fraction * num_inference_steps)
+        bootstrap = None
+        if n_bootstrap and layout.regions:
+            colours = flat_colours(model, n_bootstrap, window, _first(generator), device)
+            bootstrap = Bootstrap(n_bootstrap, colours, _first(generator))
+        callback = None
+        if callback_on_step_end is not None:
+            callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        latents = sample_regions(
+            model,
+            self.scheduler,
+            latents,
+            windows,
+            embeds,
+            masks,
+            guidance_scale,
+            view_batch_size,
+            bootstrap,
+            sync,
+            sync_regions,
+            callback,
+            progress=lambda steps: self.progress_bar(steps),
+            generator=_first(generator),
+        )
+        images = self._postprocess(model, latents, output_type, seam_padding(window) if circular else 0)
+        self.maybe_free_model_hooks()
+        return PanoramaOutput(images=images) if return_dict else (images,)
+
+    def _sync_options(
+        self, schedule: SyncSchedule, loss: PerceptualLoss | None, batch_size: int, checkpointing: bool
+    ) -> SyncOptions | None:
+        """Sync settings, or None when the schedule never syncs (then no perceptual loss is built)."""
+        if schedule.weight == 0 or schedule.steps == 0:
+            return None
+        return SyncOptions(schedule, loss or self.default_perceptual_loss(), batch_size, checkpointing)
 
     def _initial_latents(
         self, shape: tuple, generator: Any, latents: torch.Tensor | None, device: torch.device
@@ -211,6 +305,17 @@ class SyncDiffusionPipeline(DiffusionPipeline):
 def seam_padding(window: int) -> int:
     """Latent columns of wrap padding used to decode a 360-degree panorama (a quarter window: 16 for SD)."""
     return max(1, window // 4)
+
+
+def _canvas(
+    model: LatentDiffusion, height: int | None, width: int | None, window: int | None, stride: int, circular: bool
+) -> tuple[int, tuple[int, int], list[Window]]:
+    """Window size, latent canvas size and windows; the default canvas is one window high and six wide."""
+    window = window or model.window
+    height = height or window * model.vae_scale
+    width = width or 6 * height
+    size = _latent_size(height, width, model.vae_scale)
+    return window, size, make_windows(*size, window, stride, circular)
 
 
 def _latent_size(height: int, width: int, scale: int) -> tuple[int, int]:

@@ -107,21 +107,26 @@ def _add(value: torch.Tensor, tile: torch.Tensor, win: Window) -> None:
         value[:, :, rows, _columns(win, value.shape[-1], value.device)] += tile
 
 
-def fuse(views: torch.Tensor, windows: list[Window], canvas_shape: torch.Size) -> torch.Tensor:
-    """Average overlapping windows back into one canvas (MultiDiffusion's uniform fusion).
+def fuse(
+    views: torch.Tensor, windows: list[Window], canvas_shape: torch.Size, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Average overlapping windows back into one canvas (MultiDiffusion's fusion).
 
     Args:
         views: ``(N * B, C, size, size)`` window contents, window-major as returned by :func:`crop_all`.
-        windows: the N windows.
+        windows: the N windows (a window may repeat, e.g. once per prompt in region mode).
         canvas_shape: ``(B, C, H, W)``; every pixel must be covered by at least one window.
+        weights: optional per-window weights ``(N, 1, size, size)`` >= 0 (region masks); default uniform. Every
+            pixel must get a positive total weight.
     Returns:
-        ``(B, C, H, W)``: per pixel, the mean of the windows covering it (the least-squares solution of
-        MultiDiffusion's Eq. 4 with uniform weights).
+        ``(B, C, H, W)``: per pixel, the weighted mean of the windows covering it (the least-squares solution of
+        MultiDiffusion's Eq. 4).
     """
     value = torch.zeros(canvas_shape, dtype=views.dtype, device=views.device)
     count = torch.zeros(1, 1, *canvas_shape[-2:], dtype=views.dtype, device=views.device)
     ones = torch.ones(1, 1, windows[0].size, windows[0].size, dtype=views.dtype, device=views.device)
-    for win, tile in zip(windows, views.chunk(len(windows)), strict=True):
-        _add(value, tile, win)
-        _add(count, ones, win)
+    for j, (win, tile) in enumerate(zip(windows, views.chunk(len(windows)), strict=True)):
+        weight = ones if weights is None else weights[j : j + 1].to(views.dtype)
+        _add(value, tile if weights is None else tile * weight, win)
+        _add(count, weight, win)
     return value / count

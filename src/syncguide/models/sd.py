@@ -91,6 +91,15 @@ class LatentDiffusion:
         uncond, cond = self.unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
         return uncond + guidance_scale * (cond - uncond)
 
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, 4, h, w)`` (scaled as the UNet sees them) of images ``(B, 3, 8h, 8w)`` in [0, 1]; the
+        mean of the VAE's posterior (deterministic)."""
+        latents = self.vae.encode((images * 2 - 1).to(self.vae.dtype)).latent_dist.mode()
+        if getattr(self.vae.config, "shift_factor", None):
+            latents = latents - self.vae.config.shift_factor
+        return latents * self.vae.config.scaling_factor
+
     def decode(self, latents: torch.Tensor, wrap: int = 0) -> torch.Tensor:
         """Images in [0, 1], ``(B, 3, 8h, 8w)``, from latents ``(B, 4, h, w)``; differentiable.
 
