@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from syncguide.cli import demo, finetune, generate, panorama
+from syncguide.cli import batch, demo, evaluate, finetune, generate, panorama, reproduce
 from syncguide.errors import UsageError
 
 
@@ -25,6 +25,9 @@ def build_parser() -> Parser:
     generate.add_parser(sub)
     finetune.add_parser(sub)
     demo.add_parser(sub)
+    batch.add_parser(sub)
+    evaluate.add_parser(sub)
+    reproduce.add_parser(sub)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -46,6 +47,14 @@ def add_parser(sub: Any) -> None:
     """Register the ``panorama`` subcommand."""
     p = sub.add_parser("panorama", help="generate a wide image", description=__doc__)
     p.add_argument("prompt", help="text prompt")
+    add_sampler_options(p, guidance=True)
+    p.add_argument("--out", type=Path, default=Path("panorama.png"), help="output PNG (default panorama.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(run=run)
+
+
+def add_sampler_options(p: argparse.ArgumentParser, guidance: bool) -> None:
+    """Register the model, size, sampler and sync options (shared with ``layout``); SDG's too if ``guidance``."""
     p.add_argument(
         "--model",
         help="diffusers Stable Diffusion pipeline: hub id or local directory (default: the bundled demo model)",
@@ -84,14 +93,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--view-batch-size", type=int, help=f"windows per UNet call (default 1; {DEMO_BATCH} for the demo model)"
     )
-    add_guidance_options(p, "1e3, content 1e4, style 1e4")
+    if guidance:
+        add_guidance_options(p, "1e3, content 1e4, style 1e4")
     p.add_argument("--circular", action="store_true", help="360-degree panorama: the right edge meets the left")
     p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
-    p.add_argument("--out", type=Path, default=Path("panorama.png"), help="output PNG (default panorama.png)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(run=run)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -134,23 +141,54 @@ def check_geometry(args: argparse.Namespace, window: int, scale: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate, save the PNG with its parameters, print them as one JSON line."""
+    pipe, device, semantic = prepare(args)
+    params = parameters(args, pipe.model.window, str(device))
+    start = time.perf_counter()
+    image = generate(pipe, args, device, semantic)
+    save_png(image, args.out, params, args.overwrite)
+    print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
+    return 0
+
+
+def prepare(args: argparse.Namespace, pipelines: dict | None = None, quiet: bool = False) -> tuple[Any, Any, Any]:
+    """Check ``args``, fill in the (demo or real) defaults, load the pipeline and any SDG guidance.
+
+    ``pipelines`` caches loaded pipelines by (model, dtype, device) across calls (batch generation); ``quiet``
+    skips the note about the bundled model. Returns ``(pipe, device, semantic_guidance_or_None)``.
+    """
     check_arguments(args)
     demo = args.model is None
     if demo:
         args.model = str(_bundled("sd"))
-        print(
-            f"syncguide: using the bundled demo model ({args.model}): a tiny model of procedural landscapes."
-            " Pass --model HUB_ID_OR_DIR for a real Stable Diffusion checkpoint.",
-            file=sys.stderr,
-        )
+        if not quiet:
+            print(
+                f"syncguide: using the bundled demo model ({args.model}): a tiny model of procedural landscapes."
+                " Pass --model HUB_ID_OR_DIR for a real Stable Diffusion checkpoint.",
+                file=sys.stderr,
+            )
     if args.perceptual == "auto":
         args.perceptual = "demo-clip" if demo or is_bundled(args.model) else "lpips-vgg"
     if args.sync_weight is None:
         args.sync_weight = DEMO_SYNC_WEIGHT if args.perceptual == "demo-clip" else 20.0
     device = resolve_device(args.device)
-    pipe = load_pipeline(args.model, DTYPES[args.dtype], device)
-    pipe.set_scheduler(args.scheduler)
-    window, scale = pipe.model.window, pipe.model.vae_scale
+    key = (args.model, args.dtype, str(device), args.scheduler)
+    cache = {} if pipelines is None else pipelines
+    if key not in cache:
+        cache[key] = load_pipeline(args.model, DTYPES[args.dtype], device)
+        cache[key].set_scheduler(args.scheduler)
+    pipe = cache[key]
+    fill_sampler_defaults(args, pipe.model.window, pipe.model.vae_scale, demo)
+    semantic = None
+    if wants_guidance(args):
+        args.clip = args.clip or ("demo" if demo or is_bundled(args.model) else None)
+        fill_weights(args, *PANORAMA_WEIGHTS)
+        clip = load_guidance_clip(args.clip, pipe.model.window * pipe.model.vae_scale, device)
+        semantic = build_guidance(args, clip, None, torch.Generator().manual_seed(args.seed), device)
+    return pipe, device, semantic
+
+
+def fill_sampler_defaults(args: argparse.Namespace, window: int, scale: int, demo: bool) -> None:
+    """Sizes, stride, steps and batch sizes left out: the demo model's or the paper's; then check the geometry."""
     args.height = args.height or window * scale
     args.width = args.width or (DEMO_WIDTH if demo else 6 * args.height)
     args.stride = args.stride or max(1, window // (2 if demo else 4))
@@ -160,18 +198,6 @@ def run(args: argparse.Namespace) -> int:
     args.view_batch_size = args.view_batch_size or (DEMO_BATCH if demo else 1)
     args.sync_batch_size = args.sync_batch_size or (DEMO_BATCH if demo else 1)
     check_geometry(args, window, scale)
-    semantic = None
-    if wants_guidance(args):
-        args.clip = args.clip or ("demo" if demo or is_bundled(args.model) else None)
-        fill_weights(args, *PANORAMA_WEIGHTS)
-        clip = load_guidance_clip(args.clip, window * scale, device)
-        semantic = build_guidance(args, clip, None, torch.Generator().manual_seed(args.seed), device)
-    params = parameters(args, window, str(device))
-    start = time.perf_counter()
-    image = generate(pipe, args, device, semantic)
-    save_png(image, args.out, params, args.overwrite)
-    print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
-    return 0
 
 
 def generate(pipe: Any, args: argparse.Namespace, device: torch.device, semantic: Any = None) -> Any:
@@ -200,8 +226,9 @@ def generate(pipe: Any, args: argparse.Namespace, device: torch.device, semantic
     ).images[0]
 
 
+@functools.lru_cache(maxsize=4)
 def perceptual_loss(name: str, device: torch.device) -> torch.nn.Module:
-    """The sync loss called ``name`` (a :data:`PERCEPTUAL` choice other than auto) on ``device``."""
+    """The sync loss called ``name`` (a :data:`PERCEPTUAL` choice other than auto) on ``device`` (loaded once)."""
     if name == "demo-clip":
         return clip_feature_distance(_bundled("clip"), device)
     return lpips_vgg(device, pretrained_trunk=name == "lpips-vgg")
