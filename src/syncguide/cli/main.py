@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from syncguide.cli import batch, demo, evaluate, finetune, generate, panorama, reproduce
+from syncguide.cli import batch, demo, evaluate, finetune, generate, layout, panorama, reproduce
 from syncguide.errors import UsageError
 
 
@@ -22,6 +22,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="syncguide", description="Training-free guided diffusion sampling.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     panorama.add_parser(sub)
+    layout.add_parser(sub)
     generate.add_parser(sub)
     finetune.add_parser(sub)
     demo.add_parser(sub)

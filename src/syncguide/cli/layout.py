@@ -1,0 +1,147 @@
+"""``syncguide layout``: an image from a background prompt plus region prompts with masks or boxes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from syncguide.cli import panorama
+from syncguide.cli.io import save_png
+from syncguide.errors import UsageError
+from syncguide.layout import Layout, Region
+
+# The SDG options of ``panorama`` are not offered here; their attributes read as "no guidance".
+NO_GUIDANCE = {
+    "clip": None,
+    "text": None,
+    "content": None,
+    "style": None,
+    "text_weight": None,
+    "image_weight": None,
+    "style_weight": None,
+    "guidance_steps": "0,1",
+}
+
+
+class AppendRegion(argparse.Action):
+    """Collect ``--region`` and ``--box`` in command-line order as ``(option, prompt, value)``."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: str | None = None) -> None:
+        regions = list(getattr(namespace, self.dest) or [])
+        regions.append((option, *values))
+        setattr(namespace, self.dest, regions)
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``layout`` subcommand."""
+    p = sub.add_parser("layout", help="generate an image from region prompts", description=__doc__)
+    p.add_argument("--background", dest="prompt", required=True, help="prompt for everything outside the regions")
+    region_options = {"dest": "regions", "action": AppendRegion, "nargs": 2, "default": []}
+    p.add_argument(
+        "--region",
+        metavar=("PROMPT", "MASK"),
+        help="a region: its prompt and a mask image (any size; white = inside); repeatable",
+        **region_options,
+    )
+    p.add_argument(
+        "--box",
+        metavar=("PROMPT", "X0,Y0,X1,Y1"),
+        help="a region: its prompt and a box in fractions of the canvas (0,0 top left); repeatable",
+        **region_options,
+    )
+    p.add_argument(
+        "--bootstrap", type=float, default=0.2, help="fraction of the steps with bootstrapping (default 0.2)"
+    )
+    p.add_argument("--sync-regions", action="store_true", help="also sync each region towards its own anchor")
+    panorama.add_sampler_options(p, guidance=False)
+    p.add_argument("--out", type=Path, default=Path("layout.png"), help="output PNG (default layout.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(run=run, **NO_GUIDANCE)
+
+
+def read_regions(items: list[tuple[str, str, str]]) -> list[Region]:
+    """The regions of ``--region PROMPT MASK`` and ``--box PROMPT BOX`` items; UsageError naming the option."""
+    regions = []
+    for option, prompt, value in items:
+        try:
+            regions.append(Region.from_file(prompt, value) if option == "--region" else Region(prompt, box=_box(value)))
+        except ValueError as error:
+            raise UsageError(f"{option}: {error}") from None
+    return regions
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise ValueError(f"a box is 4 comma-separated fractions X0,Y0,X1,Y1; got {text!r}")
+    return values
+
+
+def check_coverage(regions: list[Region], items: list[tuple[str, str, str]], height: int, width: int) -> None:
+    """Raise UsageError naming the option if a region covers no pixel of the ``height`` x ``width`` latent grid."""
+    for region, (option, prompt, value) in zip(regions, items, strict=True):
+        if not region.latent_mask(height, width).any():
+            raise UsageError(
+                f"{option}: the region of {prompt!r} ({value}) covers no latent pixel of the {height} x {width}"
+                " latent canvas (a latent pixel is inside where at least half its area is)"
+            )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate, save the PNG with its parameters, print them as one JSON line."""
+    regions = read_regions(args.regions)
+    if not 0 <= args.bootstrap <= 1:
+        raise UsageError(f"--bootstrap: must be in [0, 1]; got {args.bootstrap}")
+    pipe, device, _ = panorama.prepare(args)
+    scale = pipe.model.vae_scale
+    check_coverage(regions, args.regions, args.height // scale, args.width // scale)
+    params = parameters(args, pipe.model.window, str(device))
+    start = time.perf_counter()
+    image = generate(pipe, args, Layout(args.prompt, tuple(regions)), device)
+    save_png(image, args.out, params, args.overwrite)
+    print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
+    return 0
+
+
+def generate(pipe: Any, args: argparse.Namespace, layout: Layout, device: torch.device) -> Any:
+    """Call :meth:`SyncDiffusionPipeline.layout` with the command line's settings; returns one PIL image."""
+    sync = args.method == "syncdiffusion"
+    return pipe.layout(
+        layout,
+        negative_prompt=args.negative_prompt,
+        height=args.height,
+        width=args.width,
+        num_inference_steps=args.steps,
+        guidance_scale=args.cfg,
+        stride=args.stride,
+        view_batch_size=args.view_batch_size,
+        generator=torch.Generator("cpu").manual_seed(args.seed),
+        circular=args.circular,
+        bootstrap_fraction=args.bootstrap,
+        sync_weight=args.sync_weight if sync else 0.0,
+        sync_decay=args.sync_decay,
+        sync_steps=args.sync_steps,
+        sync_every=args.sync_every,
+        sync_batch_size=args.sync_batch_size,
+        sync_checkpointing=args.sync_checkpointing,
+        sync_regions=args.sync_regions,
+        perceptual_loss=panorama.perceptual_loss(args.perceptual, device) if sync else None,
+    ).images[0]
+
+
+def parameters(args: argparse.Namespace, window: int, device: str) -> dict[str, Any]:
+    """Every setting that determines the image, as stored in the PNG: panorama's, with the layout's."""
+    params = panorama.parameters(args, window, device)
+    params["background"] = params.pop("prompt")
+    params["regions"] = [
+        {"prompt": prompt, "mask" if option == "--region" else "box": value} for option, prompt, value in args.regions
+    ]
+    return {**params, "bootstrap": args.bootstrap, "sync_regions": args.sync_regions}
