@@ -44,11 +44,17 @@ UNET = {
 EMPTY_CAPTION_RATE = 0.1
 
 
-def make_unet(sample_size: int, cross_attention_dim: int, **overrides: Any) -> UNet2DConditionModel:
-    """The demo UNet: 4 latent channels, cross-attention to the text encoder's hidden states."""
+def make_unet(
+    sample_size: int, cross_attention_dim: int, latent_channels: int = 4, **overrides: Any
+) -> UNet2DConditionModel:
+    """The demo UNet on ``latent_channels`` (the VAE's), cross-attention to the text encoder's hidden states."""
     config = {**UNET, **overrides}
     return UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, cross_attention_dim=cross_attention_dim, **config
+        sample_size=sample_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        cross_attention_dim=cross_attention_dim,
+        **config,
     )
 
 
@@ -121,7 +127,7 @@ def train(
         clip_dir = bundled("clip")
     text, tokenizer = load_text_encoder(clip_dir)
     data = encode_data(vae, text, tokenizer, seed, n_data)
-    unet = make_unet(data["mean"].shape[-1], text.config.hidden_size, **unet_overrides)
+    unet = make_unet(data["mean"].shape[-1], text.config.hidden_size, vae.config.latent_channels, **unet_overrides)
     modules = {"unet": unet}
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     noise_schedule = DDPMScheduler(**SCHEDULE)
