@@ -157,8 +157,8 @@ def claim_out(args: argparse.Namespace, panoramas: list, references: list, setti
     from syncguide.scaleout import write_atomic
 
     source = {
-        "panoramas": str(args.panorama_dir.resolve()),
-        "references": str(args.reference.resolve()) if args.reference else None,
+        "panoramas": str(args.panorama_dir),  # as given: a report committed with its inputs stays portable
+        "references": str(args.reference) if args.reference else None,
         "prompts": sorted({p.prompt for p in panoramas}),
         "settings": settings.stamp_settings(),
     }
