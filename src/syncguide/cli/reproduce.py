@@ -91,6 +91,7 @@ def manifest(args: argparse.Namespace, prompts: list[str], window: int) -> list[
     common = [*(["--model", args.model] if args.model else []), "--dtype", args.dtype, "--device", args.device]
     common += ["--perceptual", args.perceptual]
     common += ["--steps", str(args.steps)] if args.steps else []
+    width = ["--width", str(args.width or 6 * window)]  # the paper: 6 non-overlapping window-size crops
     items = []
     for p, prompt in enumerate(prompts):
         for w in args.weights:
@@ -98,12 +99,11 @@ def manifest(args: argparse.Namespace, prompts: list[str], window: int) -> list[
                 ["--method", "multidiffusion"] if w == 0 else ["--method", "syncdiffusion", "--sync-weight", f"{w:g}"]
             )
             for seed in range(args.seeds):
-                extra = ["--width", str(args.width)] if args.width else []
                 items.append(
                     Item(
                         f"panoramas/{_method_name(w)}-p{p:02d}-s{seed:04d}.png",
                         "panorama",
-                        (prompt, "--seed", str(seed), *method, *extra, *common),
+                        (prompt, "--seed", str(seed), *method, *width, *common),
                         {"prompt": p, "seed": seed, "weight": w},
                     )
                 )
