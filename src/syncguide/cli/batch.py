@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     state = process_state()
     written = generate_items(items, args.out, state)
-    print(json.dumps({"process": state.process_index, "processes": state.num_processes, "written": written}))
+    report = {"process": state.process_index, "processes": state.num_processes, "written": written}
+    sys.stdout.write(json.dumps(report) + "\n")  # one write per line: processes share the launcher's stdout
+    sys.stdout.flush()
     return 0
 
 
