@@ -113,27 +113,11 @@ def run(args: argparse.Namespace) -> int:
 
 def generate(pipe: Any, args: argparse.Namespace, layout: Layout, device: torch.device) -> Any:
     """Call :meth:`SyncDiffusionPipeline.layout` with the command line's settings; returns one PIL image."""
-    sync = args.method == "syncdiffusion"
     return pipe.layout(
         layout,
-        negative_prompt=args.negative_prompt,
-        height=args.height,
-        width=args.width,
-        num_inference_steps=args.steps,
-        guidance_scale=args.cfg,
-        stride=args.stride,
-        view_batch_size=args.view_batch_size,
-        generator=torch.Generator("cpu").manual_seed(args.seed),
-        circular=args.circular,
+        **panorama.sampler_arguments(args, device),
         bootstrap_fraction=args.bootstrap,
-        sync_weight=args.sync_weight if sync else 0.0,
-        sync_decay=args.sync_decay,
-        sync_steps=args.sync_steps,
-        sync_every=args.sync_every,
-        sync_batch_size=args.sync_batch_size,
-        sync_checkpointing=args.sync_checkpointing,
         sync_regions=args.sync_regions,
-        perceptual_loss=panorama.perceptual_loss(args.perceptual, device) if sync else None,
     ).images[0]
 
 

@@ -202,28 +202,30 @@ def fill_sampler_defaults(args: argparse.Namespace, window: int, scale: int, dem
 
 def generate(pipe: Any, args: argparse.Namespace, device: torch.device, semantic: Any = None) -> Any:
     """Call the pipeline with the command line's settings; returns one PIL image."""
+    return pipe(args.prompt, **sampler_arguments(args, device), semantic_guidance=semantic).images[0]
+
+
+def sampler_arguments(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The pipeline keyword arguments of the sampler options shared by ``panorama`` and ``layout``."""
     sync = args.method == "syncdiffusion"
-    loss = perceptual_loss(args.perceptual, device) if sync else None
-    return pipe(
-        args.prompt,
-        negative_prompt=args.negative_prompt,
-        height=args.height,
-        width=args.width,
-        num_inference_steps=args.steps,
-        guidance_scale=args.cfg,
-        stride=args.stride,
-        view_batch_size=args.view_batch_size,
-        generator=torch.Generator("cpu").manual_seed(args.seed),
-        circular=args.circular,
-        sync_weight=args.sync_weight if sync else 0.0,
-        sync_decay=args.sync_decay,
-        sync_steps=args.sync_steps,
-        sync_every=args.sync_every,
-        sync_batch_size=args.sync_batch_size,
-        sync_checkpointing=args.sync_checkpointing,
-        perceptual_loss=loss,
-        semantic_guidance=semantic,
-    ).images[0]
+    return {
+        "negative_prompt": args.negative_prompt,
+        "height": args.height,
+        "width": args.width,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.cfg,
+        "stride": args.stride,
+        "view_batch_size": args.view_batch_size,
+        "generator": torch.Generator("cpu").manual_seed(args.seed),
+        "circular": args.circular,
+        "sync_weight": args.sync_weight if sync else 0.0,
+        "sync_decay": args.sync_decay,
+        "sync_steps": args.sync_steps,
+        "sync_every": args.sync_every,
+        "sync_batch_size": args.sync_batch_size,
+        "sync_checkpointing": args.sync_checkpointing,
+        "perceptual_loss": perceptual_loss(args.perceptual, device) if sync else None,
+    }
 
 
 @functools.lru_cache(maxsize=4)
