@@ -30,7 +30,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("reproduce", help="the paper's protocol: generate, evaluate, tabulate, plot")
     p.add_argument("--model", help="Stable Diffusion hub id or directory (default: the bundled demo model)")
     p.add_argument("--prompts", type=Path, help="prompt file, one per line (default: the demo prompts)")
-    p.add_argument("--seeds", type=int, default=8, help="panoramas per prompt and method (default 8)")
+    p.add_argument("--seeds", type=int, default=16, help="panoramas per prompt and method (default 16)")
     p.add_argument("--weights", type=float, nargs="+", default=[0.0, 5.0, 10.0, 20.0], help="sync w0 values")
     p.add_argument("--references", type=int, help="reference images per prompt (default 2 x --seeds)")
     p.add_argument("--width", type=int, help="panorama width in px (default 6 windows)")
