@@ -92,3 +92,24 @@ def test_offset_noise_changes_training_and_is_a_resume_setting(tmp_path, vae_dir
     assert any(not torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="settings"):
         train(tmp_path / "offset", vae_dir, 3, offset_noise=0.0)  # resuming without the offset is refused
+
+
+def test_unet_takes_the_vae_latent_channels(tmp_path, clip_dir) -> None:
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=8,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+    vae.save_pretrained(tmp_path / "vae8")
+    model = sd.train(tmp_path / "sd", tmp_path / "vae8", clip_dir, steps=1, n_data=8, batch_size=4, **TINY)
+    pipe = SyncDiffusionPipeline.from_pretrained(model)
+    assert pipe.unet.config.in_channels == pipe.unet.config.out_channels == 8
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(
+        "a photo", height=64, width=128, stride=8, num_inference_steps=2, output_type="pt", sync_weight=0
+    ).images
+    assert image.shape == (1, 3, 64, 128) and torch.isfinite(image).all()

@@ -1,7 +1,8 @@
 """Recipe: the demo world's tiny ``AutoencoderKL`` (the VAE of the demo Stable Diffusion).
 
-64 x 64 RGB crops in [-1, 1] are encoded to 16 x 16 x 4 latents (3 levels, downsampling factor 4). The loss is
-L1 reconstruction plus a small L1 term on the image gradients (sharper edges) and a tiny KL term; AdamW with a
+64 x 64 RGB crops in [-1, 1] are encoded to 16 x 16 x 8 latents (3 levels, downsampling factor 4; 4 channels
+reached only 26.8 dB PSNR, 8 reach 29.8). The loss is L1 + 5 x MSE reconstruction plus a small L1 term on the image
+gradients (sharper edges) and a tiny KL term; AdamW with a
 linear warm-up then cosine decay. Training is deterministic given ``seed`` (batch k and its posterior noise come
 from ``step_generator(seed, k)``) and resumable bit for bit from ``<out>/checkpoint``. The exported model stores
 ``scaling_factor`` = 1 / std of posterior samples over ``n_scale`` training crops, so that latent diffusion sees
@@ -57,13 +58,13 @@ class VAEConfig:
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     layers_per_block: int = 1
     norm_num_groups: int = 16
-    latent_channels: int = 4
+    latent_channels: int = 8
     lr: float = 1e-3
     min_lr_ratio: float = 0.02
     warmup: int = 50
     weight_decay: float = 1e-4
     l1_weight: float = 1.0
-    mse_weight: float = 0.0
+    mse_weight: float = 5.0
     edge_weight: float = 0.25
     kl_weight: float = 1e-6
     grad_clip: float = 1.0
