@@ -39,7 +39,8 @@ def reference_image(time_: str, season: str, seed: int) -> torch.Tensor:
 
 
 def panoramas(pipe, prompt: str, seeds: list[int], guidance, args) -> torch.Tensor:
-    latents = torch.cat([torch.randn(1, 4, 16, 96, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    shape = (1, pipe.unet.config.in_channels, 16, 96)
+    latents = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
     return pipe(
         [prompt] * len(seeds), height=64, width=384, latents=latents, num_inference_steps=args.steps,
         stride=8, view_batch_size=8, sync_batch_size=8, sync_weight=args.sync_weight, sync_steps=10,
