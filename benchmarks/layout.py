@@ -1,14 +1,17 @@
-"""Layout-guided generation in the demo world: does a region keep its own season on a canvas of another?
+"""Layout-guided generation in the demo world: does a region keep its own global attribute value on a canvas
+of another?
 
-    python benchmarks/layout.py --out results/layout     # README.md, layout.json, layout.png
+    python benchmarks/layout.py --out results/layout                          # season: snow on summer
+    python benchmarks/layout.py --contrast time --out results/layout/night    # time of day: night on day
 
 A 64 x 384 canvas has the background prompt "a view of a summer landscape during the day" and one box region
-(columns 128-256 px, full height) asking "a snowy landscape during the day". Each seed is denoised with region
-MultiDiffusion (sync off) and with SyncDiffusion on the background (sync on), from the same initial noise and
-bootstrapping colours. The judge (an attribute classifier that nothing guides with) labels the season of the six
-non-overlapping 64 x 64 crops: crops 2 and 3 lie fully inside the region, crops 0, 1, 4 and 5 fully outside.
-A side succeeds when more than half of its crops are judged its prompt's season (inside: both crops snow;
-outside: at least 3 of 4 summer); a sample succeeds when both sides do. The strict rate asks every crop.
+(columns 128-256 px, full height) asking "a snowy landscape during the day" (``--contrast season``) or "a summer
+landscape at night" (``--contrast time``). Each seed is denoised with region MultiDiffusion (sync off) and with
+SyncDiffusion on the background (sync on), from the same initial noise and bootstrapping colours. The judge (an
+attribute classifier that nothing guides with) labels the six non-overlapping 64 x 64 crops: crops 2 and 3 lie
+fully inside the region, crops 0, 1, 4 and 5 fully outside. A side succeeds when more than half of its crops are
+judged its prompt's value (inside: both crops; outside: at least 3 of 4); a sample succeeds when both sides do.
+The strict rate asks every crop.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ from syncguide import Layout, Region, SyncDiffusionPipeline
 from syncguide.demo.bundled import bundled
 from syncguide.demo.judging import CROP, crop_predictions
 from syncguide.demo.train.judge import load_judge
-from syncguide.demo.world import SEASONS
+from syncguide.demo.world import SEASONS, TIMES
 from syncguide.guidance.perceptual import clip_feature_distance
 
 BACKGROUND = "a view of a summer landscape during the day"
-REGION = "a snowy landscape during the day"
+CONTRASTS = {
+    # name: (attribute, the background's value, the region's prompt, the region's value)
+    "season": ("season", "summer", "a snowy landscape during the day", "snow"),
+    "time": ("time", "day", "a summer landscape at night", "night"),
+}
+VALUES = {"season": SEASONS, "time": TIMES}
 
 
 def layout_images(pipe, layout: Layout, seeds: list[int], args, sync_weight: float) -> torch.Tensor:
@@ -61,17 +69,21 @@ def layout_images(pipe, layout: Layout, seeds: list[int], args, sync_weight: flo
     return torch.cat(images)
 
 
-def judge_sides(judge, images: torch.Tensor, inside: list[int], outside: list[int]) -> dict[str, torch.Tensor]:
-    """Per sample: the share of inside crops judged snow, of outside crops judged summer, and success flags."""
-    season = crop_predictions(judge, images)["season"]
-    snow = (season[:, inside] == SEASONS.index("snow")).float().mean(1)
-    summer = (season[:, outside] == SEASONS.index("summer")).float().mean(1)
+def judge_sides(
+    judge, images: torch.Tensor, inside: list[int], outside: list[int], contrast: str
+) -> dict[str, torch.Tensor]:
+    """Per sample: the share of inside crops judged the region's value, of outside crops judged the background's,
+    and success flags."""
+    attribute, background, _, region = CONTRASTS[contrast]
+    labels = crop_predictions(judge, images)[attribute]
+    asked = (labels[:, inside] == VALUES[attribute].index(region)).float().mean(1)
+    kept = (labels[:, outside] == VALUES[attribute].index(background)).float().mean(1)
     return {
-        "inside_snow": snow,
-        "outside_summer": summer,
-        "success": ((snow > 0.5) & (summer > 0.5)).float(),
-        "strict": ((snow == 1) & (summer == 1)).float(),
-        "season": season.float(),
+        "inside": asked,
+        "outside": kept,
+        "success": ((asked > 0.5) & (kept > 0.5)).float(),
+        "strict": ((asked == 1) & (kept == 1)).float(),
+        "labels": labels.float(),
     }
 
 
@@ -104,6 +116,7 @@ def main() -> None:
     parser.add_argument("--sync-weight", type=float, default=2.0, help="demo weight for the demo-clip loss")
     parser.add_argument("--sync-steps", type=int, default=10)
     parser.add_argument("--sync-regions", action="store_true", help="also sync the region to its own anchor")
+    parser.add_argument("--contrast", choices=tuple(CONTRASTS), default="season", help="which attribute differs")
     parser.add_argument("--out", type=Path, default=Path("results/layout"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -112,7 +125,8 @@ def main() -> None:
     judge = load_judge(bundled("judge"))
     args.loss = clip_feature_distance(bundled("clip"))
     start, end = (int(v) for v in args.region.split(","))
-    layout = Layout(BACKGROUND, (Region(REGION, box=(start / args.width, 0.0, end / args.width, 1.0)),))
+    region = CONTRASTS[args.contrast][2]
+    layout = Layout(BACKGROUND, (Region(region, box=(start / args.width, 0.0, end / args.width, 1.0)),))
     n_crops = args.width // CROP
     inside = [c for c in range(n_crops) if c * CROP >= start and (c + 1) * CROP <= end]
     outside = [c for c in range(n_crops) if (c + 1) * CROP <= start or c * CROP >= end]
@@ -121,9 +135,9 @@ def main() -> None:
     results, rows = {}, []
     for name, weight in (("sync off", 0.0), ("sync on", args.sync_weight)):
         images = layout_images(pipe, layout, seeds, args, weight)
-        results[name] = judge_sides(judge, images, inside, outside)
+        results[name] = judge_sides(judge, images, inside, outside, args.contrast)
         rows.append(images[:6])
-        print(name, {k: round(v.mean().item(), 3) for k, v in results[name].items() if k != "season"}, flush=True)
+        print(name, {k: round(v.mean().item(), 3) for k, v in results[name].items() if k != "labels"}, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     picture(rows, (start, end)).save(args.out / "layout.png")
     report(args, results, inside, outside, time.perf_counter() - clock)
@@ -131,10 +145,11 @@ def main() -> None:
 
 def report(args, results: dict, inside: list[int], outside: list[int], seconds: float) -> None:
     """Write README.md (command, time, table) and layout.json (every crop's label)."""
-    lines = ["| | success (majority per side) | strict (every crop) | inside crops snow | outside crops summer |"]
+    attribute, background, region, value = CONTRASTS[args.contrast]
+    lines = [f"| | success (majority per side) | strict (every crop) | inside {value} | outside {background} |"]
     lines.append("|---|---|---|---|---|")
     for name, r in results.items():
-        cells = [f"{r[k].mean():.3f}" for k in ("success", "strict", "inside_snow", "outside_summer")]
+        cells = [f"{r[k].mean():.3f}" for k in ("success", "strict", "inside", "outside")]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     command = "python benchmarks/layout.py " + " ".join(sys.argv[1:])
     text = [
@@ -143,15 +158,15 @@ def report(args, results: dict, inside: list[int], outside: list[int], seconds: 
         f"Command: `{command.strip()}` ({seconds / 60:.1f} min on 1 CPU thread, both settings).",
         "",
         f"Canvas 64 x {args.width} px, background '{BACKGROUND}', box region columns {args.region} px (full height)"
-        f" asking '{REGION}'; {args.steps} DDIM steps, CFG {args.cfg}, stride {args.stride} latent px, "
+        f" asking '{region}'; {args.steps} DDIM steps, CFG {args.cfg}, stride {args.stride} latent px, "
         f"bootstrapping {args.bootstrap:.0%} of the steps; sync on = weight {args.sync_weight} (demo-clip loss), "
         f"decay 0.95, first {args.sync_steps} steps, on the background's windows"
         f"{' and the region towards its own anchor' if args.sync_regions else ''}. {args.seeds} seeds (0..."
         f"{args.seeds - 1}), the same noise and bootstrap colours for both settings.",
         "",
-        f"The judge labels the season of the 64-px crops fully inside the region (crops {inside}) and fully outside"
-        f" (crops {outside}). A sample succeeds when more than half of the inside crops are judged snow AND more than"
-        " half of the outside crops summer (majority per side); 'strict' asks every crop.",
+        f"The judge labels the {attribute} of the 64-px crops fully inside the region (crops {inside}) and fully"
+        f" outside (crops {outside}). A sample succeeds when more than half of the inside crops are judged {value} AND"
+        f" more than half of the outside crops {background} (majority per side); 'strict' asks every crop.",
         "",
         *lines,
         "",
