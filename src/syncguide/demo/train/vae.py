@@ -149,7 +149,7 @@ def latent_statistics(vae: AutoencoderKL, images: torch.Tensor, seed: int, batch
 
 def train(
     out: Path,
-    steps: int,
+    steps: int = 2000,
     seed: int = 0,
     batch_size: int = 32,
     n_data: int = 20000,
