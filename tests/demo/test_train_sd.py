@@ -10,21 +10,25 @@ from syncguide.models.tiny import save_tiny_clip
 TINY = {"block_out_channels": (16, 16, 16), "norm_num_groups": 8, "attention_head_dim": 4}
 
 
-@pytest.fixture(scope="module")
-def vae_dir(tmp_path_factory):
+def save_vae(path, latent_channels: int):
+    """A tiny random 3-level VAE (64 px in, 16 px latents) saved in ``path``."""
     torch.manual_seed(0)
     vae = AutoencoderKL(
         block_out_channels=(8, 8, 8),
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=8,
         layers_per_block=1,
         sample_size=64,
     )
-    path = tmp_path_factory.mktemp("vae")
     vae.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    return save_vae(tmp_path_factory.mktemp("vae"), latent_channels=4)
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +99,7 @@ def test_offset_noise_changes_training_and_is_a_resume_setting(tmp_path, vae_dir
 
 
 def test_unet_takes_the_vae_latent_channels(tmp_path, clip_dir) -> None:
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        latent_channels=8,
-        norm_num_groups=8,
-        sample_size=64,
-    )
-    vae.save_pretrained(tmp_path / "vae8")
+    save_vae(tmp_path / "vae8", latent_channels=8)
     model = sd.train(tmp_path / "sd", tmp_path / "vae8", clip_dir, steps=1, n_data=8, batch_size=4, **TINY)
     pipe = SyncDiffusionPipeline.from_pretrained(model)
     assert pipe.unet.config.in_channels == pipe.unet.config.out_channels == 8
