@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(args, state)
     if state.is_main_process:
         strip(items, args.out / "panoramas", args.out / "strip.png", prompts[0], min(args.seeds, 4))
-        write_readme(args, results, time.perf_counter() - start)
+        write_readme(args, results, time.perf_counter() - start, state.num_processes)
         print((args.out / "README.md").read_text())
     return 0
 
@@ -182,11 +182,13 @@ def strip(items: list[Item], directory: Path, path: Path, prompt: str, n_seeds: 
     return path
 
 
-def write_readme(args: argparse.Namespace, results: dict[str, Any], seconds: float) -> Path:
+def write_readme(args: argparse.Namespace, results: dict[str, Any], seconds: float, processes: int = 1) -> Path:
     """``OUT/README.md``: the command, how long it took, the table, the pictures and the networks."""
     from syncguide.scaleout import write_atomic
 
-    command = "syncguide " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("syncguide") else "syncguide reproduce"
+    command = "syncguide " + " ".join(sys.argv[1:])
+    if processes > 1:
+        command = f"accelerate launch --num_processes {processes} -m syncguide.cli.main " + " ".join(sys.argv[1:])
     table = (args.out / "eval" / "results.md").read_text()
     text = f"""# SyncDiffusion's protocol: reproduction
 
