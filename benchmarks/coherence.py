@@ -123,10 +123,10 @@ def report(args, results: dict, seconds: float) -> None:
     command = (
         f"python benchmarks/coherence.py --seeds {args.seeds} --width {args.width} --steps {args.steps} "
         f"--stride {args.stride} --sync-weight {args.sync_weight} --sync-steps {args.sync_steps} "
-        f"--out {args.out}"
+        f"--out {args.out} --threads {args.threads}"
     )
     text = [
-        f"Command: `{command}` ({seconds / 60:.1f} min on 2 CPU cores).",
+        f"Command: `{command}` ({seconds / 60:.1f} min, {args.threads} torch thread(s) on a 2-core machine).",
         "",
         f"Coherence = fraction of the 15 pairs of 64-px crops that the judge gives the same value (mean ± "
         f"standard error over {args.seeds} seeds per prompt).",
