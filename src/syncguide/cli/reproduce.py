@@ -187,8 +187,11 @@ def write_readme(args: argparse.Namespace, results: dict[str, Any], seconds: flo
     from syncguide.scaleout import write_atomic
 
     command = "syncguide " + " ".join(sys.argv[1:])
-    if processes > 1:
-        command = f"accelerate launch --num_processes {processes} -m syncguide.cli.main " + " ".join(sys.argv[1:])
+    if processes > 1:  # CPU processes are launched torchrun-style (see syncguide.scaleout.process_state)
+        import torch
+
+        launcher = "accelerate launch" + ("" if torch.cuda.is_available() else " --multi_gpu")
+        command = f"{launcher} --num_processes {processes} -m syncguide.cli.main " + " ".join(sys.argv[1:])
     table = (args.out / "eval" / "results.md").read_text()
     text = f"""# SyncDiffusion's protocol: reproduction
 

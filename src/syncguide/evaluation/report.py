@@ -86,8 +86,8 @@ def plot_metrics(results: dict[str, Any], path: Path) -> Path:
     plt = _pyplot()
     methods = ordered_methods(results)
     names = [c for c in COLUMNS if any(c in results["methods"][m]["metrics"] for m in methods)]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    fig, axes = _panels(plt, len(names), 3.4)
+    for ax, name in zip(axes, names, strict=False):
         entries = [results["methods"][m]["metrics"].get(name) for m in methods]
         values = [e["value"] if e else math.nan for e in entries]
         errors = [[_lower(e) for e in entries], [_upper(e) for e in entries]]
@@ -105,8 +105,8 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path:
     methods = ordered_methods(results)
     weights = [results["methods"][m]["sync_weight"] for m in methods]
     names = [c for c in COLUMNS if all(c in results["methods"][m]["metrics"] for m in methods)]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    fig, axes = _panels(plt, len(names), 3.2)
+    for ax, name in zip(axes, names, strict=False):
         entries = [results["methods"][m]["metrics"][name] for m in methods]
         errors = [[_lower(e) for e in entries], [_upper(e) for e in entries]]
         ax.errorbar(weights, [e["value"] for e in entries], yerr=errors, marker="o", capsize=3)
@@ -114,6 +114,17 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> Path:
         ax.set_title(COLUMNS[name][0], fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _panels(plt: Any, n: int, height: float) -> tuple[Any, list[Any]]:
+    """A figure of ``n`` panels, at most 4 per row (unused panels hidden); returns it and the panels in order."""
+    columns = min(4, n)
+    rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
 
 
 def _lower(entry: dict[str, Any] | None) -> float:
