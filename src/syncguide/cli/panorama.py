@@ -38,7 +38,8 @@ DEMO_STEPS, DEMO_SYNC_STEPS = 25, 10
 DEMO_SYNC_WEIGHT = 2.0
 DEMO_BATCH = 8  # windows per call for the tiny demo model: batching pays on a CPU, memory is small
 # SDG on latent models acts on decoded x0 predictions with a plain CLIP (clean images); weights text, content, style.
-# Style 1e4 from the demo sweep (results/sdg_panorama: weaker does little, 3e4 degrades); text, content uncalibrated.
+# Style 1e4 from the demo sweep (results/sdg_panorama: 3e3 does nothing measurable, 3e4 showed artefacts with an earlier
+# demo SD); text, content uncalibrated.
 PANORAMA_WEIGHTS = (1e3, 1e4, 1e4)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
