@@ -15,8 +15,6 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from syncguide.atomic import write_atomic
 from syncguide.errors import UsageError
 
 
@@ -88,21 +87,6 @@ def pending(items: Iterable[Item], root: Path) -> list[Item]:
     return [item for item in items if not (root / item.output).exists()]
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` unless it exists (atomic: temporary file, then a hard link); True if written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-
-
 def process_state() -> Any:
     """accelerate's ``PartialState``: process index and count (one process when not launched by accelerate).
 
@@ -120,7 +104,7 @@ def run_items(
 ) -> list[str]:
     """Run ``work(item, root / item.output)`` for this process's pending share of ``items``; wait for all.
 
-    ``work`` must write its file atomically without replacing an existing one (:func:`write_atomic`,
+    ``work`` must write its file atomically without replacing an existing one (:func:`syncguide.atomic.write_atomic`,
     :func:`syncguide.cli.io.save_png`) and return whether it wrote it. Returns the outputs this process wrote.
     """
     state = state or process_state()

@@ -11,8 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from syncguide.atomic import write_atomic
 from syncguide.errors import UsageError
-from syncguide.scaleout import Item, pending, read_manifest, run_items, shard, write_atomic, write_manifest
+from syncguide.scaleout import Item, pending, read_manifest, run_items, shard, write_manifest
 
 
 def _items(n: int) -> list[Item]:
@@ -47,6 +48,8 @@ def test_write_atomic_never_replaces_and_leaves_no_temporary_file(tmp_path: Path
     assert write_atomic(path, b"first")
     assert not write_atomic(path, b"second")
     assert path.read_bytes() == b"first"
+    assert write_atomic(path, b"third", overwrite=True)
+    assert path.read_bytes() == b"third"
     assert sorted(p.name for p in path.parent.iterdir()) == ["x.bin"]
 
 

@@ -154,7 +154,7 @@ def load_networks(args: argparse.Namespace, device: torch.device) -> tuple[Any, 
 
 def claim_out(args: argparse.Namespace, panoramas: list, references: list, settings: Any, state: Any) -> None:
     """Record what ``--out`` evaluates; refuse (unless ``--overwrite``) a directory holding another evaluation."""
-    from syncguide.scaleout import write_atomic
+    from syncguide.atomic import write_atomic
 
     source = {
         "panoramas": str(args.panorama_dir),  # as given: a report committed with its inputs stays portable
@@ -167,10 +167,7 @@ def claim_out(args: argparse.Namespace, panoramas: list, references: list, setti
         raise UsageError(f"--out: {args.out} holds an evaluation of other inputs; pass --overwrite or a new --out")
     state.wait_for_everyone()
     if state.is_main_process:
-        args.out.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()
-        write_atomic(path, json.dumps(source, indent=2).encode())
+        write_atomic(path, json.dumps(source, indent=2).encode(), overwrite=True)
     state.wait_for_everyone()
 
 

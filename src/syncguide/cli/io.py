@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from syncguide.atomic import write_atomic
 from syncguide.errors import UsageError
 
 PARAMETERS_KEY = "parameters"  # the text chunk other diffusion tools use for generation settings
@@ -26,37 +26,16 @@ def check_output(path: Path, overwrite: bool, option: str = "--out") -> None:
 
 
 def save_png(image: Image.Image, path: Path, parameters: dict[str, Any], overwrite: bool) -> None:
-    """Write ``image`` to ``path`` atomically (temporary file, then rename) with ``parameters`` as JSON text.
+    """Write ``image`` to ``path`` atomically (:func:`syncguide.atomic.write_atomic`) with ``parameters`` as JSON.
 
     Without ``overwrite`` an existing file is never replaced, even one that appeared while we worked.
     """
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_KEY, json.dumps(parameters, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_new(tmp, path)
-    except FileExistsError:
-        raise UsageError(f"--out: {path} exists; pass --overwrite to replace it") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _link_new(tmp: str, path: Path) -> None:
-    """Move ``tmp`` to ``path`` only if ``path`` does not exist (hard link: atomic and never clobbers)."""
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links: check, then rename
-        if path.exists():
-            raise FileExistsError(path) from None
-        os.replace(tmp, path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    if not write_atomic(path, buffer.getvalue(), overwrite):
+        raise UsageError(f"--out: {path} exists; pass --overwrite to replace it")
 
 
 def read_parameters(path: str | Path) -> dict[str, Any]:

@@ -176,15 +176,13 @@ def strip(items: list[Item], directory: Path, path: Path, prompt: str, n_seeds: 
         if item.meta["weight"] == max(i.meta["weight"] for i in mine):
             rows.append(np.full((8, rows[-1].shape[1], 3), 255, np.uint8))
     grid = np.concatenate(rows[:-1])
-    if path.exists():
-        path.unlink()
     save_png(Image.fromarray(grid), path, {"prompt": prompt, "seeds": n_seeds}, overwrite=True)
     return path
 
 
 def write_readme(args: argparse.Namespace, results: dict[str, Any], seconds: float, processes: int = 1) -> Path:
     """``OUT/README.md``: the command, how long it took, the table, the pictures and the networks."""
-    from syncguide.scaleout import write_atomic
+    from syncguide.atomic import write_atomic
 
     command = "syncguide " + " ".join(sys.argv[1:])
     if processes > 1:  # CPU processes are launched torchrun-style (see syncguide.scaleout.process_state)
@@ -207,9 +205,7 @@ method with its interval), `eval/tradeoff.png` (every metric against the sync we
 Raw numbers: `eval/results.json`; the work list: `manifest.jsonl`.
 """
     path = args.out / "README.md"
-    if path.exists():
-        path.unlink()
-    write_atomic(path, text.encode())
+    write_atomic(path, text.encode(), overwrite=True)
     return path
 
 

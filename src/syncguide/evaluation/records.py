@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from syncguide.atomic import write_atomic
 from syncguide.metrics.crops import random_crops, window_crops
 from syncguide.metrics.networks import MetricNetworks
 
@@ -97,13 +96,5 @@ def load_record(path: Path, stamp: str) -> dict[str, torch.Tensor] | None:
 
 
 def save_record(path: Path, record: dict[str, torch.Tensor], stamp: str) -> None:
-    """Write ``record`` atomically (temporary file, then rename) with fingerprint ``stamp``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(record, tmp, metadata={"fingerprint": stamp})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``record`` atomically (replacing a stale one) with fingerprint ``stamp``."""
+    write_atomic(path, save(record, metadata={"fingerprint": stamp}), overwrite=True)

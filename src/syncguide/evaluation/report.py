@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from syncguide.scaleout import write_atomic
+from syncguide.atomic import write_atomic
 
 COLUMNS = {
     # name: (header, lower is better, which network produced it)
@@ -23,17 +23,15 @@ COLUMNS = {
 INTERVALS = {"fid": "95% bootstrap interval over panoramas", "kid": "± one std over KID subsets"}
 
 
-def write_report(out: Path, results: dict[str, Any], overwrite: bool = True) -> list[Path]:
-    """Write ``results.json``, ``results.md``, ``metrics.png`` and ``tradeoff.png`` under ``out``."""
+def write_report(out: Path, results: dict[str, Any]) -> list[Path]:
+    """Write (or rewrite) ``results.json``, ``results.md``, ``metrics.png`` and ``tradeoff.png`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     files = {
         out / "results.json": json.dumps(results, indent=2).encode(),
         out / "results.md": markdown(results).encode(),
     }
     for path, data in files.items():
-        if overwrite and path.exists():
-            path.unlink()
-        write_atomic(path, data)
+        write_atomic(path, data, overwrite=True)
     return [*files, plot_metrics(results, out / "metrics.png"), plot_tradeoff(results, out / "tradeoff.png")]
 
 
@@ -150,7 +148,5 @@ def _save(fig: Any, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     _pyplot().close(fig)
-    if path.exists():
-        path.unlink()
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue(), overwrite=True)
     return path
