@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(args, state)
     if state.is_main_process:
         strip(items, args.out / "panoramas", args.out / "strip.png", prompts[0], min(args.seeds, 4))
-        write_readme(args, results, time.perf_counter() - start, state.num_processes)
+        write_readme(args, results, time.perf_counter() - start, len(prompts), state.num_processes)
         print((args.out / "README.md").read_text())
     return 0
 
@@ -180,7 +180,9 @@ def strip(items: list[Item], directory: Path, path: Path, prompt: str, n_seeds: 
     return path
 
 
-def write_readme(args: argparse.Namespace, results: dict[str, Any], seconds: float, processes: int = 1) -> Path:
+def write_readme(
+    args: argparse.Namespace, results: dict[str, Any], seconds: float, n_prompts: int, processes: int = 1
+) -> Path:
     """``OUT/README.md``: the command, how long it took, the table, the pictures and the networks."""
     from syncguide.atomic import write_atomic
 
@@ -195,7 +197,7 @@ def write_readme(args: argparse.Namespace, results: dict[str, Any], seconds: flo
 
 Command: `{command}` ({seconds / 60:.1f} min for the work this run did; a rerun skips finished items).
 
-{len(results.get("methods", {}))} methods x {args.seeds} seeds x {len({i for i in _prompts(args)})} prompts; \
+{len(results.get("methods", {}))} methods x {args.seeds} seeds x {n_prompts} prompts; \
 references: {results.get("n_references", 0)} window-size images from the same model and prompts.
 
 {table}
@@ -207,9 +209,3 @@ Raw numbers: `eval/results.json`; the work list: `manifest.jsonl`.
     path = args.out / "README.md"
     write_atomic(path, text.encode(), overwrite=True)
     return path
-
-
-def _prompts(args: argparse.Namespace) -> list[str]:
-    from syncguide.evaluation.inputs import read_prompts
-
-    return read_prompts(args.prompts) if args.prompts else list(DEMO_PROMPTS)
