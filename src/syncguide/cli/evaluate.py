@@ -132,12 +132,11 @@ def load_networks(args: argparse.Namespace, device: torch.device) -> tuple[Any, 
     from syncguide.metrics.networks import demo_networks, real_networks
 
     if args.networks == "demo":
-        from syncguide.demo.bundled import bundled
         from syncguide.demo.judging import coherence
-        from syncguide.demo.train.judge import load_judge
 
-        judge = load_judge(bundled("judge")).to(device)
-        return demo_networks(device), lambda x: coherence(judge, x)["both"]
+        networks = demo_networks(device)
+        judge = networks.features.judge  # the bundled judge the demo networks already loaded
+        return networks, lambda x: coherence(judge, x)["both"]
     try:
         networks = real_networks(
             device,
