@@ -1,5 +1,21 @@
-"""Errors the command line reports as one line with exit status 2."""
+"""Errors: the library's (a setting with a bad value) and the command line's (reported as one line, exit 2)."""
+
+from __future__ import annotations
+
+
+class SettingError(ValueError):
+    """A library setting whose value breaks its rule.
+
+    ``setting`` is the keyword or field name (``sync_weight``, ``num_inference_steps``); ``rule`` says what is
+    wrong, with the value (``must be >= 0; got -1``). The command line maps ``setting`` to its option name once
+    (``syncguide.cli.options``) and prints one line.
+    """
+
+    def __init__(self, setting: str, rule: str) -> None:
+        super().__init__(f"{setting}: {rule}")
+        self.setting = setting
+        self.rule = rule
 
 
 class UsageError(ValueError):
-    """Bad input: the message names the argument and the rule it breaks."""
+    """Bad command-line input: the message names the option and the rule it breaks."""
