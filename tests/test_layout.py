@@ -3,7 +3,7 @@ import torch
 from PIL import Image
 
 from syncguide.layout import Layout, Region, box_mask, resize_mask
-from syncguide.sampling.regions import region_stack
+from syncguide.sampling.plan import region_plan
 from syncguide.tiling import fuse, make_windows
 
 
@@ -62,7 +62,7 @@ def test_fusion_weights_each_prompt_by_its_mask_and_sum_to_one(circular: bool) -
     layout = Layout("sea", (Region("snow", box=(0, 0, 0.5, 1)), Region("night", box=(0.25, 0, 0.625, 1))))
     masks = layout.masks(8, 24)
     windows = make_windows(8, 24, 8, 4, circular)
-    stack = region_stack(masks, windows)
+    stack = region_plan(masks, windows)
     # a prompt is denoised only on the windows its mask touches: the background not on the first two
     assert [w.left for w, k in zip(stack.windows, stack.prompts, strict=True) if k == 0] == (
         [8, 12, 16, 20] if circular else [8, 12, 16]

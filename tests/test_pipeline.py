@@ -159,8 +159,8 @@ def test_circular_panorama_has_no_seam(pipe) -> None:
     latents = pipe(PROMPT, generator=torch.Generator().manual_seed(0), output_type="latent", **kwargs).images
     near_join = [*range(8), *range(-8, 0)]
     with torch.no_grad():
-        rotated = pipe.model.decode(torch.roll(latents, 16, dims=-1), wrap=seam_padding(8))[0]
-        plain = pipe.model.decode(latents)[0]
+        rotated = pipe.backbone.decode(torch.roll(latents, 16, dims=-1), wrap=seam_padding(8))[0]
+        plain = pipe.backbone.decode(latents)[0]
     truth = torch.roll(rotated, -128, dims=-1)[..., near_join]
     assert (image[..., near_join] - truth).abs().mean() < 0.02
     assert (plain[..., near_join] - truth).abs().mean() > 0.05

@@ -3,7 +3,7 @@ import torch
 
 from syncguide.guidance.perceptual import per_image
 from syncguide.guidance.sync import SyncSchedule, synchronize
-from syncguide.sampling.joint import x0_images
+from syncguide.sampling.denoiser import WindowDenoiser
 from syncguide.tiling import anchor_index, crop_all, make_windows
 
 
@@ -26,13 +26,19 @@ def test_schedule_rejects_negative_values(field: str) -> None:
 @pytest.fixture
 def setting(pipe):
     """Noisy window latents of a 64 x 192 canvas at the 3rd of 10 steps, and the x0-image function."""
-    model, scheduler = pipe.model, pipe.scheduler
+    model, scheduler = pipe.backbone, pipe.scheduler
     scheduler.set_timesteps(10)
     t = scheduler.timesteps[2]
     windows = make_windows(8, 24, 8, 4)
     latents = torch.randn(1, 4, 8, 24, generator=torch.Generator().manual_seed(0))
     embeds = model.encode_prompt(["a photo of mountains"], [""]).repeat(len(windows))
-    return crop_all(latents, windows), windows, x0_images(model, scheduler, t, embeds, 7.5)
+    return crop_all(latents, windows), windows, x0_images(model, scheduler, t, embeds, len(windows))
+
+
+def x0_images(model, scheduler, t, embeds, n: int):
+    """``to_image(x, rows)``: the decoded x0 prediction in [0, 1] of rows ``rows`` of an n-row stack."""
+    denoiser = WindowDenoiser(model, scheduler, embeds, 7.5, n, torch.zeros(n, 2, dtype=torch.long))
+    return lambda x, rows: denoiser.images(x, rows, t)
 
 
 def distances(views, windows, to_image, loss) -> torch.Tensor:
@@ -74,7 +80,7 @@ def test_batching_and_checkpointing_do_not_change_the_step(pipe, setting, random
     anchor = anchor_index(windows)
     one = synchronize(views, len(windows), anchor, to_image, random_lpips, weight=20.0, batch_size=1)
     many = synchronize(views, len(windows), anchor, to_image, random_lpips, weight=20.0, batch_size=4)
-    with pipe.model.gradient_checkpointing(True):
+    with pipe.backbone.gradient_checkpointing(True):
         checkpointed = synchronize(views, len(windows), anchor, to_image, random_lpips, weight=20.0, batch_size=4)
     assert not pipe.unet.is_gradient_checkpointing  # restored after the block
     # the gradients agree to float32 round-off, scaled by the weight 20

@@ -12,7 +12,7 @@ class SettingError(ValueError):
     """
 
     def __init__(self, setting: str, rule: str) -> None:
-        super().__init__(f"{setting}: {rule}")
+        super().__init__(f"{setting} {rule}")
         self.setting = setting
         self.rule = rule
 

@@ -1,14 +1,16 @@
-"""``SyncDiffusionPipeline``: MultiDiffusion and SyncDiffusion panoramas on any Stable Diffusion 1.x/2.x model.
+"""``SyncDiffusionPipeline``: MultiDiffusion and SyncDiffusion panoramas and layouts on Stable Diffusion 1.x/2.x.
 
-Loads like any diffusers pipeline (``from_pretrained(hub_id_or_dir)``, ``from_pipe(sd_pipeline)``) and takes
-diffusers' usual ``__call__`` arguments plus the window and sync parameters.
+Loads like any diffusers pipeline (``from_pretrained(hub_id_or_dir)``, ``from_pipe(sd_pipeline)``; both default
+to DDIM, the papers' scheduler, with the checkpoint's noise schedule) and takes diffusers' usual ``__call__``
+arguments; the window, sync and layout parameters are the fields of :class:`~syncguide.settings.PanoramaSettings`,
+passed as keywords of the same names or as one ``settings=`` object.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import PIL.Image
@@ -19,23 +21,39 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from syncguide.errors import SettingError
 from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
 from syncguide.guidance.semantic import Guidance
-from syncguide.guidance.sync import SyncSchedule
 from syncguide.layout import Layout
-from syncguide.models.sd import LatentDiffusion
-from syncguide.sampling.joint import SyncOptions, sample_joint
-from syncguide.sampling.regions import Bootstrap, flat_colours, sample_regions
+from syncguide.models.backbone import Backbone, Conditioning
+from syncguide.models.sd import StableDiffusionBackbone
+from syncguide.sampling.denoiser import WindowDenoiser
+from syncguide.sampling.hooks import (
+    Bootstrap,
+    BootstrapHook,
+    SemanticHook,
+    StepHook,
+    SyncHook,
+    SyncOptions,
+    flat_colours,
+)
+from syncguide.sampling.joint import StepCallback, sample_joint
+from syncguide.sampling.plan import panorama_plan, plan_conditioning, region_plan
 from syncguide.schedulers import check_scheduler, make_scheduler
+from syncguide.settings import PanoramaSettings
 from syncguide.tiling import Window, make_windows
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
 @dataclass
 class PanoramaOutput(BaseOutput):
-    """``images``: a list of PIL images, a ``(B, H, W, 3)`` array or a ``(B, 3, H, W)`` tensor in [0, 1], or
-    latents ``(B, 4, H/8, W/8)`` for ``output_type="latent"``."""
+    """``images``: a list of PIL images, a ``(B, H, W, 3)`` array or a ``(B, 3, H, W)`` tensor in [0, 1] (on the
+    pipeline's device and dtype), or latents ``(B, C, H/8, W/8)`` for ``output_type="latent"``.
+    ``nsfw_content_detected``: always None (there is no safety checker), as in diffusers' SD outputs."""
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    nsfw_content_detected: list[bool] | None = None
 
 
 class SyncDiffusionPipeline(DiffusionPipeline):
@@ -48,6 +66,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
+    _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "denoised"]
 
     def __init__(
         self,
@@ -70,10 +89,19 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             pipe.set_scheduler("ddim")
         return pipe
 
+    @classmethod
+    def from_pipe(cls, pipeline: DiffusionPipeline, **kwargs: Any) -> SyncDiffusionPipeline:
+        """Share ``pipeline``'s modules (diffusers' ``from_pipe``); the scheduler becomes DDIM with its noise
+        schedule, as in :meth:`from_pretrained`, unless a ``scheduler=`` is passed."""
+        pipe = super().from_pipe(pipeline, **kwargs)
+        if "scheduler" not in kwargs:
+            pipe.set_scheduler("ddim")
+        return pipe
+
     @property
-    def model(self) -> LatentDiffusion:
-        """The components seen through the project's model adapter."""
-        return LatentDiffusion(self.vae, self.text_encoder, self.tokenizer, self.unet)
+    def backbone(self) -> StableDiffusionBackbone:
+        """The components seen through the sampler's backbone seam (:mod:`syncguide.models.backbone`)."""
+        return StableDiffusionBackbone(self.vae, self.text_encoder, self.tokenizer, self.unet)
 
     def set_scheduler(self, name: str) -> None:
         """Replace the scheduler by ``name`` (ddim, ddpm, dpm++, unipc, pndm), keeping its noise schedule."""
@@ -87,188 +115,231 @@ class SyncDiffusionPipeline(DiffusionPipeline):
 
     def __call__(
         self,
-        prompt: str | list[str],
-        negative_prompt: str | list[str] | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        stride: int = 16,
-        view_batch_size: int = 1,
-        num_images_per_prompt: int = 1,
+        prompt: str | list[str] | None = None,
+        *,
+        settings: PanoramaSettings | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable[..., dict] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
-        circular: bool = False,
-        window: int | None = None,
-        sync_weight: float = 20.0,
-        sync_decay: float = 0.95,
-        sync_steps: int | None = None,
-        sync_every: int = 1,
-        sync_batch_size: int | None = None,
-        sync_checkpointing: bool = False,
         perceptual_loss: PerceptualLoss | None = None,
         semantic_guidance: Guidance | None = None,
+        **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate panoramas.
 
         Args:
-            prompt, negative_prompt: one text or a list (one panorama per prompt).
-            height, width: output size in pixels, multiples of 8 and at least one window; default one window
-                high and six wide (512 x 3072 for SD 2-base, the paper's setting).
-            stride: window offset in latent pixels (the paper: 16 = 128 px).
-            view_batch_size: windows per UNet call.
-            latents: initial noise ``(B, 4, height/8, width/8)``; used exactly as given.
-            output_type: ``"pil"``, ``"np"``, ``"pt"`` or ``"latent"``.
-            callback_on_step_end: ``f(pipe, i, t, {"latents": ...}) -> dict`` (diffusers' convention).
-            circular: 360-degree horizontal wrap (seamless left-right join).
-            window: window size in latent pixels; default the UNet's ``sample_size``.
-            sync_weight, sync_decay, sync_steps, sync_every: SyncDiffusion's w0, decay, number of synced steps
-                (default all) and period. ``sync_weight=0`` gives MultiDiffusion.
-            sync_batch_size: windows per gradient pass (default ``view_batch_size``).
-            sync_checkpointing: gradient checkpointing in the sync pass (less memory, ~1 more forward).
+            prompt: one text or a list (one panorama per prompt); or None with ``prompt_embeds``.
+            settings: a :class:`~syncguide.settings.PanoramaSettings`; ``options`` override its fields.
+            prompt_embeds, negative_prompt_embeds: text-encoder states ``(B, L, D)`` used instead of encoding
+                ``prompt`` / ``negative_prompt``.
+            latents: initial noise ``(B, C, height/8, width/8)``; used exactly as given.
+            output_type: ``"pil"``, ``"np"``, ``"pt"`` (device and dtype kept) or ``"latent"``.
+            callback_on_step_end: ``f(pipe, i, t, callback_kwargs) -> dict`` (diffusers' convention);
+                ``callback_kwargs`` holds the names in ``callback_on_step_end_tensor_inputs``, each one of
+                :attr:`_callback_tensor_inputs`: ``latents`` (the canvas after step i, replaceable by returning
+                ``{"latents": ...}``) and ``denoised`` (the fused x0 prediction of step i).
             perceptual_loss: distance ``(a, b) -> (B,)`` on [-1, 1] images; default LPIPS-VGG.
             semantic_guidance: SDG guidance (:mod:`syncguide.guidance.semantic`) applied to every window through
                 its decoded x0 prediction, e.g. a :class:`~syncguide.guidance.semantic.StyleGuidance` for "a
                 panorama of PROMPT in the style of REF"; composes with sync.
+            options: any field of :class:`~syncguide.settings.PanoramaSettings`: ``negative_prompt``,
+                ``height``, ``width`` (pixels; default one window high and six wide, 512 x 3072 for SD 2-base,
+                the paper's setting), ``num_inference_steps``, ``guidance_scale``, ``stride`` (latent pixels),
+                ``window``, ``circular_padding`` (``circular`` is a deprecated alias), ``eta``,
+                ``view_batch_size``, ``num_images_per_prompt``, ``sync_weight``, ``sync_decay``, ``sync_steps``,
+                ``sync_every``, ``sync_batch_size``, ``sync_checkpointing``.
         Returns:
-            :class:`PanoramaOutput` (or a 1-tuple if ``return_dict=False``).
+            :class:`PanoramaOutput`, or ``(images, None)`` if ``return_dict=False`` (as diffusers' SD pipelines).
         """
-        check_scheduler(self.scheduler)
-        model = self.model
-        window, size, windows = _canvas(model, height, width, window, stride, circular)
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
-        negatives = _negatives(negative_prompt, len(prompts) // num_images_per_prompt, num_images_per_prompt)
-        device = self._execution_device
-        embeds = model.encode_prompt(prompts, negatives if guidance_scale > 1 else None)
-        shape = (len(prompts), self.unet.config.in_channels, *size)
-        latents = self._initial_latents(shape, generator, latents, device)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        schedule = SyncSchedule(sync_weight, sync_decay, sync_steps, sync_every)
-        sync = self._sync_options(schedule, perceptual_loss, sync_batch_size or view_batch_size, sync_checkpointing)
-        callback = None
-        if callback_on_step_end is not None:
-            callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        latents = sample_joint(
-            model,
-            self.scheduler,
+        settings = PanoramaSettings.build(settings, **options)
+        self._check_call(output_type, callback_on_step_end_tensor_inputs)
+        cond = self._encode(prompt, settings, prompt_embeds, negative_prompt_embeds)
+        return self._generate(
+            [cond],
+            None,
+            settings,
+            generator,
             latents,
-            windows,
-            embeds,
-            guidance_scale,
-            view_batch_size,
-            sync,
-            callback,
-            progress=lambda steps: self.progress_bar(steps),
-            generator=_first(generator),
-            semantic=semantic_guidance,
+            output_type,
+            return_dict,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            perceptual_loss,
+            semantic_guidance,
         )
-        images = self._postprocess(model, latents, output_type, seam_padding(window) if circular else 0)
-        self.maybe_free_model_hooks()
-        return PanoramaOutput(images=images) if return_dict else (images,)
 
     def layout(
         self,
         layout: Layout,
-        negative_prompt: str | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        stride: int = 16,
-        view_batch_size: int = 1,
-        num_images_per_prompt: int = 1,
+        *,
+        settings: PanoramaSettings | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable[..., dict] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
-        circular: bool = False,
-        window: int | None = None,
-        bootstrap_fraction: float = 0.2,
-        sync_weight: float = 20.0,
-        sync_decay: float = 0.95,
-        sync_steps: int | None = None,
-        sync_every: int = 1,
-        sync_batch_size: int | None = None,
-        sync_checkpointing: bool = False,
-        sync_regions: bool = False,
         perceptual_loss: PerceptualLoss | None = None,
+        semantic_guidance: Guidance | None = None,
+        **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate images from a layout: a background prompt plus (prompt, mask) regions (region MultiDiffusion).
 
         Each prompt is denoised on every window its mask touches and fused with its mask (resized to the latent
         grid, binarised) as weight; the background takes the pixels no region covers; overlapping regions are
-        averaged. The arguments shared with :meth:`__call__` mean the same; further:
+        averaged. The arguments shared with :meth:`__call__` mean the same (``semantic_guidance`` acts on every
+        window of every prompt); the layout's own settings:
 
         Args:
             layout: :class:`~syncguide.layout.Layout` (``Layout("a summer landscape", (Region("snow",
                 box=(0.25, 0, 0.75, 1)),))``). A region covering no latent pixel raises ValueError.
-            negative_prompt: one text, used for every prompt of the layout.
-            num_images_per_prompt: images of the layout, B.
-            latents: initial noise ``(B, 4, height/8, width/8)``; used exactly as given.
-            bootstrap_fraction: in [0, 1]; during the first ``round(fraction * steps)`` steps each region's windows
-                show a noised flat random colour outside its mask (MultiDiffusion's bootstrapping; default 20%).
-            sync_weight, sync_decay, sync_steps, sync_every: SyncDiffusion pulling the background's windows
-                towards its anchor (the centre window among those it touches). ``sync_weight=0`` gives region
-                MultiDiffusion bit for bit.
-            sync_regions: also pull each region's windows towards that region's own anchor.
+            options: as :meth:`__call__`; ``negative_prompt`` is one text, used for every prompt;
+                ``num_images_per_prompt`` is the number of images of the layout; ``bootstrap_fraction`` in
+                [0, 1]: during the first ``round(fraction * steps)`` steps each region's windows show a noised
+                flat random colour outside its mask (MultiDiffusion's bootstrapping; default 20%); the sync
+                options pull the background's windows towards its anchor (the centre window among those it
+                touches; ``sync_weight=0`` gives region MultiDiffusion bit for bit); ``sync_regions`` also pulls
+                each region's windows towards that region's own anchor.
         Returns:
-            :class:`PanoramaOutput` (or a 1-tuple if ``return_dict=False``).
+            :class:`PanoramaOutput`, or ``(images, None)`` if ``return_dict=False``.
         """
-        if not 0 <= bootstrap_fraction <= 1:
-            raise ValueError(f"bootstrap_fraction must be in [0, 1]; got {bootstrap_fraction}")
+        settings = PanoramaSettings.build(settings, **options)
+        self._check_call(output_type, callback_on_step_end_tensor_inputs)
+        n = settings.num_images_per_prompt
+        negatives = [settings.negative_prompt] * n if settings.guidance_scale > 1 else None
+        conds = [self.backbone.encode_prompt([p] * n, negatives) for p in layout.prompts]
+        return self._generate(
+            conds,
+            layout,
+            settings,
+            generator,
+            latents,
+            output_type,
+            return_dict,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            perceptual_loss,
+            semantic_guidance,
+        )
+
+    def _check_call(self, output_type: str, tensor_inputs: Sequence[str]) -> None:
+        """ValueError for a bad output type, callback tensor name or scheduler, before any work."""
+        if output_type not in OUTPUT_TYPES:
+            raise SettingError("output_type", f"must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
+        unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise SettingError(
+                "callback_on_step_end_tensor_inputs",
+                f"must be among {', '.join(self._callback_tensor_inputs)}; got {unknown[0]!r}",
+            )
         check_scheduler(self.scheduler)
-        model, device = self.model, self._execution_device
-        window, size, windows = _canvas(model, height, width, window, stride, circular)
-        masks = layout.masks(*size)
-        negatives = [negative_prompt or ""] * num_images_per_prompt if guidance_scale > 1 else None
-        embeds = [model.encode_prompt([p] * num_images_per_prompt, negatives) for p in layout.prompts]
-        shape = (num_images_per_prompt, self.unet.config.in_channels, *size)
-        latents = self._initial_latents(shape, generator, latents, device)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        schedule = SyncSchedule(sync_weight, sync_decay, sync_steps, sync_every)
-        sync = self._sync_options(schedule, perceptual_loss, sync_batch_size or view_batch_size, sync_checkpointing)
-        n_bootstrap = round(bootstrap_fraction * num_inference_steps)
-        bootstrap = None
-        if n_bootstrap and layout.regions:
-            colours = flat_colours(model, n_bootstrap, window, _first(generator), device)
-            bootstrap = Bootstrap(n_bootstrap, colours, _first(generator))
+
+    def _encode(
+        self,
+        prompt: str | list[str] | None,
+        settings: PanoramaSettings,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+    ) -> Conditioning:
+        """The conditioning of every image: B = prompts (or ``prompt_embeds`` rows) x ``num_images_per_prompt``."""
+        if (prompt is None) == (prompt_embeds is None):
+            raise SettingError("prompt", "give exactly one of prompt and prompt_embeds")
+        per_prompt = settings.num_images_per_prompt
+        n_prompts = prompt_embeds.shape[0] if prompt is None else (1 if isinstance(prompt, str) else len(prompt))
+        negatives = None
+        if settings.guidance_scale > 1 and negative_prompt_embeds is None:
+            negatives = _negatives(settings.negative_prompt, n_prompts, 1)
+        prompts = None if prompt is None else ([prompt] if isinstance(prompt, str) else list(prompt))
+        cond = self.backbone.encode_prompt(prompts, negatives, prompt_embeds, negative_prompt_embeds)
+        if settings.guidance_scale <= 1:
+            cond = Conditioning(cond.cond)
+        return cond.select(torch.arange(n_prompts).repeat_interleave(per_prompt))
+
+    def _generate(
+        self,
+        conds: list[Conditioning],
+        layout: Layout | None,
+        settings: PanoramaSettings,
+        generator: Any,
+        latents: torch.Tensor | None,
+        output_type: str,
+        return_dict: bool,
+        callback_on_step_end: Callable[..., dict] | None,
+        tensor_inputs: Sequence[str],
+        perceptual_loss: PerceptualLoss | None,
+        semantic_guidance: Guidance | None,
+    ) -> PanoramaOutput | tuple:
+        """Sample the canvas of ``conds`` (one per prompt of ``layout``; one for a plain panorama) and decode it."""
+        backbone, device = self.backbone, self._execution_device
+        window, size, windows = _canvas(backbone, settings)
+        plan = panorama_plan(windows) if layout is None else region_plan(layout.masks(*size).to(device), windows)
+        b = conds[0].rows
+        latents = self._initial_latents((b, backbone.latent_channels, *size), generator, latents, device)
+        self.scheduler.set_timesteps(settings.num_inference_steps, device=device)
+        rows_per_call = settings.view_batch_size * b
+        denoiser = WindowDenoiser(
+            backbone,
+            self.scheduler,
+            plan_conditioning(conds, plan),
+            settings.guidance_scale,
+            rows_per_call,
+            plan.positions(b, backbone.vae_scale).to(device),
+        )
+        hooks = self._hooks(settings, layout, window, generator, device, perceptual_loss, semantic_guidance, b)
         callback = None
         if callback_on_step_end is not None:
-            callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        latents = sample_regions(
-            model,
-            self.scheduler,
+            callback = self._wrap_callback(callback_on_step_end, tensor_inputs)
+        latents = sample_joint(
+            denoiser,
             latents,
-            windows,
-            embeds,
-            masks,
-            guidance_scale,
-            view_batch_size,
-            bootstrap,
-            sync,
-            sync_regions,
+            plan,
+            hooks,
             callback,
+            denoised="denoised" in tensor_inputs,
             progress=lambda steps: self.progress_bar(steps),
             generator=_first(generator),
+            eta=settings.eta,
         )
-        images = self._postprocess(model, latents, output_type, seam_padding(window) if circular else 0)
+        images = self._postprocess(
+            backbone, latents, output_type, seam_padding(window) if settings.circular_padding else 0
+        )
         self.maybe_free_model_hooks()
-        return PanoramaOutput(images=images) if return_dict else (images,)
+        return PanoramaOutput(images=images) if return_dict else (images, None)
 
-    def _sync_options(
-        self, schedule: SyncSchedule, loss: PerceptualLoss | None, batch_size: int, checkpointing: bool
-    ) -> SyncOptions | None:
-        """Sync settings, or None when the schedule never syncs (then no perceptual loss is built)."""
-        if schedule.weight == 0 or schedule.steps == 0:
-            return None
-        return SyncOptions(schedule, loss or self.default_perceptual_loss(), batch_size, checkpointing)
+    def _hooks(
+        self,
+        settings: PanoramaSettings,
+        layout: Layout | None,
+        window: int,
+        generator: Any,
+        device: torch.device,
+        perceptual_loss: PerceptualLoss | None,
+        semantic_guidance: Guidance | None,
+        b: int,
+    ) -> list[StepHook]:
+        """Bootstrapping (layouts with regions), sync (unless it never runs), SDG (if given), in this order."""
+        hooks: list[StepHook] = []
+        n_bootstrap = round(settings.bootstrap_fraction * settings.num_inference_steps)
+        if layout is not None and layout.regions and n_bootstrap:
+            colours = flat_colours(self.backbone, n_bootstrap, window, _first(generator), device)
+            hooks.append(BootstrapHook(Bootstrap(n_bootstrap, colours, _first(generator))))
+        if settings.syncs:
+            loss = perceptual_loss or self.default_perceptual_loss()
+            options = SyncOptions(
+                settings.sync_schedule(),
+                loss,
+                settings.sync_batch_size or settings.view_batch_size,
+                settings.sync_checkpointing,
+            )
+            hooks.append(SyncHook(options, None if layout is not None and settings.sync_regions else [0]))
+        if semantic_guidance is not None:
+            hooks.append(SemanticHook(semantic_guidance, settings.view_batch_size * b))
+        return hooks
 
     def _initial_latents(
         self, shape: tuple, generator: Any, latents: torch.Tensor | None, device: torch.device
@@ -276,30 +347,26 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}; got {tuple(latents.shape)}")
+            raise SettingError("latents", f"must have shape {shape}; got {tuple(latents.shape)}")
         return latents.to(device=device, dtype=self.unet.dtype) * self.scheduler.init_noise_sigma
 
-    def _wrap_callback(self, fn: Callable[..., dict], names: Sequence[str]) -> Callable:
-        def callback(i: int, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-            values = {"latents": latents}
+    def _wrap_callback(self, fn: Callable[..., dict], names: Sequence[str]) -> StepCallback:
+        def callback(i: int, t: torch.Tensor, latents: torch.Tensor, denoised: torch.Tensor | None) -> torch.Tensor:
+            values = {"latents": latents, "denoised": denoised}
             out = fn(self, i, t, {k: values[k] for k in names})
             return (out or {}).get("latents", latents)
 
         return callback
 
     @torch.no_grad()
-    def _postprocess(self, model: LatentDiffusion, latents: torch.Tensor, output_type: str, wrap: int) -> Any:
+    def _postprocess(self, backbone: Backbone, latents: torch.Tensor, output_type: str, wrap: int) -> Any:
         if output_type == "latent":
             return latents
-        images = model.decode(latents, wrap=wrap).float().cpu()
+        images = backbone.decode(latents, wrap=wrap)
         if output_type == "pt":
             return images
-        array = VaeImageProcessor.pt_to_numpy(images)
-        if output_type == "np":
-            return array
-        if output_type == "pil":
-            return VaeImageProcessor.numpy_to_pil(array)
-        raise ValueError(f"output_type must be pil, np, pt or latent; got {output_type!r}")
+        array = VaeImageProcessor.pt_to_numpy(images.float().cpu())
+        return array if output_type == "np" else VaeImageProcessor.numpy_to_pil(array)
 
 
 def seam_padding(window: int) -> int:
@@ -307,27 +374,27 @@ def seam_padding(window: int) -> int:
     return max(1, window // 4)
 
 
-def _canvas(
-    model: LatentDiffusion, height: int | None, width: int | None, window: int | None, stride: int, circular: bool
-) -> tuple[int, tuple[int, int], list[Window]]:
+def _canvas(backbone: Backbone, settings: PanoramaSettings) -> tuple[int, tuple[int, int], list[Window]]:
     """Window size, latent canvas size and windows; the default canvas is one window high and six wide."""
-    window = window or model.window
-    height = height or window * model.vae_scale
-    width = width or 6 * height
-    size = _latent_size(height, width, model.vae_scale)
-    return window, size, make_windows(*size, window, stride, circular)
+    window = settings.window or backbone.window
+    height = settings.height or window * backbone.vae_scale
+    width = settings.width or 6 * height
+    size = _latent_size(height, width, backbone.vae_scale)
+    return window, size, make_windows(*size, window, settings.stride, settings.circular_padding)
 
 
 def _latent_size(height: int, width: int, scale: int) -> tuple[int, int]:
     if height % scale or width % scale:
-        raise ValueError(f"height and width must be multiples of {scale}; got {height} x {width}")
+        raise SettingError(
+            "height" if height % scale else "width", f"must be a multiple of {scale}; got {height} x {width}"
+        )
     return height // scale, width // scale
 
 
 def _negatives(negative: str | list[str] | None, n_prompts: int, per_prompt: int) -> list[str]:
     negatives = [negative or ""] * n_prompts if not isinstance(negative, list) else negative
     if len(negatives) != n_prompts:
-        raise ValueError(f"negative_prompt must have one entry per prompt ({n_prompts}); got {len(negatives)}")
+        raise SettingError("negative_prompt", f"must have one entry per prompt ({n_prompts}); got {len(negatives)}")
     return [n for n in negatives for _ in range(per_prompt)]
 
 

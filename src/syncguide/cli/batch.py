@@ -70,12 +70,11 @@ def generate_items(items: list[Item], root: Path, state: Any = None) -> list[str
         if args.device == "auto":  # one device per process (cuda:LOCAL_RANK under accelerate), else cpu
             args.device = str(state.device)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pipe, device, semantic = panorama.prepare(args, pipelines, quiet=True)
-        pipe.set_progress_bar_config(disable=True)
-        image = panorama.generate(pipe, args, device, semantic)
-        params = panorama.parameters(args, pipe.model.window, str(device))
+        job = panorama.prepare(args, pipelines, quiet=True)
+        job.pipe.set_progress_bar_config(disable=True)
+        image = job.pipe(job.prompt, **job.call_arguments()).images[0]
         try:
-            save_png(image, path, params, overwrite=False)
+            save_png(image, path, job.parameters, overwrite=False)
         except UsageError:  # written meanwhile by another run: it is complete, keep it
             return False
         return True

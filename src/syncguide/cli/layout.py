@@ -8,24 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from syncguide.cli import panorama
 from syncguide.cli.io import save_png
 from syncguide.errors import UsageError
 from syncguide.layout import Layout, Region
-
-# The SDG options of ``panorama`` are not offered here; their attributes read as "no guidance".
-NO_GUIDANCE = {
-    "clip": None,
-    "text": None,
-    "content": None,
-    "style": None,
-    "text_weight": None,
-    "image_weight": None,
-    "style_weight": None,
-    "guidance_steps": "0,1",
-}
 
 
 class AppendRegion(argparse.Action):
@@ -54,14 +40,10 @@ def add_parser(sub: Any) -> None:
         help="a region: its prompt and a box in fractions of the canvas (0,0 top left); repeatable",
         **region_options,
     )
-    p.add_argument(
-        "--bootstrap", type=float, default=0.2, help="fraction of the steps with bootstrapping (default 0.2)"
-    )
-    p.add_argument("--sync-regions", action="store_true", help="also sync each region towards its own anchor")
-    panorama.add_sampler_options(p, guidance=False)
+    panorama.add_sampler_options(p, layout=True)
     p.add_argument("--out", type=Path, default=Path("layout.png"), help="output PNG (default layout.png)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(run=run, **NO_GUIDANCE)
+    p.set_defaults(run=run)
 
 
 def read_regions(items: list[tuple[str, str, str]]) -> list[Region]:
@@ -98,34 +80,22 @@ def check_coverage(regions: list[Region], items: list[tuple[str, str, str]], hei
 def run(args: argparse.Namespace) -> int:
     """Generate, save the PNG with its parameters, print them as one JSON line."""
     regions = read_regions(args.regions)
-    if not 0 <= args.bootstrap <= 1:
-        raise UsageError(f"--bootstrap: must be in [0, 1]; got {args.bootstrap}")
-    pipe, device, _ = panorama.prepare(args)
-    scale = pipe.model.vae_scale
-    check_coverage(regions, args.regions, args.height // scale, args.width // scale)
-    params = parameters(args, pipe.model.window, str(device))
+    job = panorama.prepare(args, layout=True)
+    scale = job.pipe.backbone.vae_scale
+    check_coverage(regions, args.regions, job.settings.height // scale, job.settings.width // scale)
+    params = parameters(job.parameters, args.regions)
     start = time.perf_counter()
-    image = generate(pipe, args, Layout(args.prompt, tuple(regions)), device)
+    image = job.pipe.layout(Layout(args.prompt, tuple(regions)), **job.call_arguments()).images[0]
     save_png(image, args.out, params, args.overwrite)
     print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
     return 0
 
 
-def generate(pipe: Any, args: argparse.Namespace, layout: Layout, device: torch.device) -> Any:
-    """Call :meth:`SyncDiffusionPipeline.layout` with the command line's settings; returns one PIL image."""
-    return pipe.layout(
-        layout,
-        **panorama.sampler_arguments(args, device),
-        bootstrap_fraction=args.bootstrap,
-        sync_regions=args.sync_regions,
-    ).images[0]
-
-
-def parameters(args: argparse.Namespace, window: int, device: str) -> dict[str, Any]:
-    """Every setting that determines the image, as stored in the PNG: panorama's, with the layout's."""
-    params = panorama.parameters(args, window, device)
+def parameters(panorama_parameters: dict[str, Any], items: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """Every setting that determines the image, as stored in the PNG: panorama's, with the layout's regions."""
+    params = dict(panorama_parameters)
     params["background"] = params.pop("prompt")
     params["regions"] = [
-        {"prompt": prompt, "mask" if option == "--region" else "box": value} for option, prompt, value in args.regions
+        {"prompt": prompt, "mask" if option == "--region" else "box": value} for option, prompt, value in items
     ]
-    return {**params, "bootstrap": args.bootstrap, "sync_regions": args.sync_regions}
+    return params

@@ -1,4 +1,4 @@
-"""Thin adapter over Stable Diffusion components: prompt encoding, guided noise prediction, decoding."""
+"""The Stable Diffusion 1.x/2.x backbone: CLIP prompt encoding, the UNet with CFG, the VAE (:mod:`.backbone`)."""
 
 from __future__ import annotations
 
@@ -8,29 +8,21 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from syncguide.models.backbone import Conditioning, x0_from_output
 
-@dataclass
-class PromptEmbeds:
-    """Text conditioning for a batch of B images: ``cond`` and (with CFG) ``uncond``, each ``(B, L, D)``."""
-
-    cond: torch.Tensor
-    uncond: torch.Tensor | None
-
-    def repeat(self, n: int) -> PromptEmbeds:
-        """The embeddings for ``n`` windows of each image, window-major: ``(n * B, L, D)``."""
-        uncond = None if self.uncond is None else self.uncond.repeat(n, 1, 1)
-        return PromptEmbeds(self.cond.repeat(n, 1, 1), uncond)
-
-    def rows(self, index: slice) -> PromptEmbeds:
-        """The embeddings of rows ``index``."""
-        return PromptEmbeds(self.cond[index], None if self.uncond is None else self.uncond[index])
+EMBEDS = "prompt_embeds"
 
 
 @dataclass
-class LatentDiffusion:
-    """A Stable Diffusion 1.x/2.x model seen as: encode prompts, predict noise with CFG, decode latents."""
+class StableDiffusionBackbone:
+    """A Stable Diffusion 1.x/2.x model seen as a :class:`~syncguide.models.backbone.Backbone`.
+
+    Conditioning rows: ``prompt_embeds`` ``(B, L, D)``, the text encoder's last hidden states. Window positions
+    are not used (SD 1.x/2.x have no crop conditioning).
+    """
 
     vae: AutoencoderKL
     text_encoder: CLIPTextModel
@@ -47,6 +39,16 @@ class LatentDiffusion:
         """Pixels per latent pixel (8 for Stable Diffusion)."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    @property
+    def latent_channels(self) -> int:
+        """The UNet's input channels (4 for Stable Diffusion)."""
+        return int(self.unet.config.in_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The UNet's dtype, in which latents are kept."""
+        return self.unet.dtype
+
     @contextmanager
     def gradient_checkpointing(self, enabled: bool) -> Iterator[None]:
         """Within the block, checkpoint the UNet's and VAE's blocks (less memory, one extra forward)."""
@@ -62,10 +64,21 @@ class LatentDiffusion:
                     module.disable_gradient_checkpointing()
 
     @torch.no_grad()
-    def encode_prompt(self, prompts: list[str], negative: list[str] | None) -> PromptEmbeds:
-        """CLIP text embeddings ``(B, L, D)`` for B prompts; ``negative`` (same length) enables CFG."""
-        cond = self._encode(prompts)
-        return PromptEmbeds(cond, None if negative is None else self._encode(negative))
+    def encode_prompt(
+        self,
+        prompts: list[str] | None,
+        negatives: list[str] | None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> Conditioning:
+        """CLIP text embeddings ``(B, L, D)`` of B prompts, or the given ``prompt_embeds``; ``negatives`` (or
+        ``negative_prompt_embeds``, same shape) enable CFG."""
+        cond = self._encode(prompts) if prompt_embeds is None else prompt_embeds.to(self.unet.device, self.dtype)
+        if negative_prompt_embeds is not None:
+            uncond = negative_prompt_embeds.to(self.unet.device, self.dtype)
+        else:
+            uncond = None if negatives is None else self._encode(negatives)
+        return Conditioning({EMBEDS: cond}, None if uncond is None else {EMBEDS: uncond})
 
     def _encode(self, texts: list[str]) -> torch.Tensor:
         ids = self.tokenizer(
@@ -80,16 +93,27 @@ class LatentDiffusion:
             mask = (ids != self.tokenizer.pad_token_id).long()
         return self.text_encoder(ids, attention_mask=mask)[0].to(self.unet.dtype)
 
-    def predict(self, x: torch.Tensor, t: torch.Tensor, embeds: PromptEmbeds, guidance_scale: float) -> torch.Tensor:
-        """The UNet's output for ``x`` ``(n, 4, h, w)`` at timestep ``t``, with CFG when ``embeds.uncond`` is set.
+    def predict(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Conditioning,
+        guidance_scale: float,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The UNet's output for ``x`` ``(n, 4, h, w)`` at timestep ``t``, with CFG when ``cond.uncond`` is set.
 
-        ``embeds`` has n rows. Differentiable in ``x`` when called with grad enabled.
+        ``cond`` has n rows; ``positions`` is ignored. Differentiable in ``x`` when called with grad enabled.
         """
-        if embeds.uncond is None:
-            return self.unet(x, t, encoder_hidden_states=embeds.cond).sample
-        both = torch.cat([embeds.uncond, embeds.cond])
-        uncond, cond = self.unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
-        return uncond + guidance_scale * (cond - uncond)
+        if cond.uncond is None:
+            return self.unet(x, t, encoder_hidden_states=cond.cond[EMBEDS]).sample
+        both = torch.cat([cond.uncond[EMBEDS], cond.cond[EMBEDS]])
+        uncond, guided = self.unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
+        return uncond + guidance_scale * (guided - uncond)
+
+    def x0(self, scheduler: SchedulerMixin, x: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The x0 prediction of ``x`` (epsilon, v or sample output; :func:`~.backbone.x0_from_output`)."""
+        return x0_from_output(scheduler, x, output, t)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

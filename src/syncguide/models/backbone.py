@@ -1,0 +1,165 @@
+"""The backbone seam: the one small object through which the joint sampler talks to a diffusion model.
+
+The loop (:mod:`syncguide.sampling.joint`) never sees text encoders, VAEs, patch packing or a scheduler's
+internals. Per call, a :class:`Backbone` answers four questions:
+
+1. ``encode_prompt(prompts, negatives)`` -> :class:`Conditioning`: whatever the model is conditioned on, as
+   named per-row tensors (one row per image). The loop only selects and repeats rows.
+2. ``predict(x, t, cond, guidance_scale, positions)`` -> the model output for a stack of window latents
+   ``(n, C, h, w)`` with classifier-free guidance. ``positions`` ``(n, 2)`` are each window's (top, left) on the
+   canvas in pixels, for backbones that condition on where a crop lies.
+3. ``x0(scheduler, x, output, t)`` -> the clean-latent prediction for the current scheduler, whatever the output
+   parametrises (epsilon, v, sample, flow-matching velocity); see :func:`x0_from_output`.
+4. ``decode(latents, wrap)`` -> images in [0, 1] (the full VAE, or any replacement decoder the backbone holds),
+   and ``encode(images)`` for the other direction (bootstrapping colours).
+
+How the next backbones fit without touching the loop:
+
+- **SDXL** (two CLIP text encoders, pooled embeddings, micro-conditioning): ``encode_prompt`` returns rows
+  ``prompt_embeds`` (B, 77, 2048; both encoders' penultimate states concatenated) and ``text_embeds``
+  (B, 1280; the second encoder's pooled output), for cond and uncond. ``predict`` builds ``add_time_ids`` per
+  row from ``positions``: original size = canvas size, ``crops_coords_top_left`` = the window's (top, left), and
+  target size = window size, and passes ``added_cond_kwargs={"text_embeds", "time_ids"}`` to the UNet. The
+  output is epsilon (or v); ``x0`` is the default.
+- **FLUX.1 / SD3** (transformers over packed patch tokens, rotary image ids, flow matching): the loop keeps
+  handing over ``(n, C, h, w)`` window latents; ``predict`` packs them into 2x2 patch tokens, builds the image
+  ids (FLUX: ``(h/2 * w/2, 3)`` row/column ids of the *window*, so every window sees the position encoding the
+  model was trained on), calls the transformer with the T5 + CLIP conditioning rows (``prompt_embeds``,
+  ``pooled_prompt_embeds``; FLUX-dev's guidance embedding instead of two-pass CFG), and unpacks the velocity
+  back to ``(n, C, h, w)``. The scheduler is ``FlowMatchEulerDiscreteScheduler``; :func:`x0_from_output`
+  gives x0 = x_t - sigma_t * v, so sync and SDG work through ``x0`` unchanged. ``decode`` undoes the VAE's
+  ``shift_factor`` and ``scaling_factor`` (16-channel latents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from syncguide.schedulers import predict_x0
+
+Index = slice | torch.Tensor
+
+
+@dataclass
+class Conditioning:
+    """A backbone's conditioning for B images, as named tensors with one row per image.
+
+    ``cond`` holds the prompt's tensors and ``uncond`` the negative prompt's (None: no classifier-free
+    guidance); both map a name (``prompt_embeds``, ``text_embeds``, ...) to a tensor whose first dimension is B.
+    """
+
+    cond: dict[str, torch.Tensor]
+    uncond: dict[str, torch.Tensor] | None = None
+
+    @property
+    def rows(self) -> int:
+        """B, the number of rows."""
+        return next(iter(self.cond.values())).shape[0]
+
+    def select(self, index: Index) -> Conditioning:
+        """The rows ``index`` (a slice or an index tensor)."""
+        return self._map(lambda v: v[index.to(v.device) if isinstance(index, torch.Tensor) else index])
+
+    def repeat(self, n: int) -> Conditioning:
+        """``n`` copies of every row, copy-major: ``(n * B, ...)`` (the windows of each image)."""
+        return self._map(lambda v: v.repeat(n, *[1] * (v.dim() - 1)))
+
+    @staticmethod
+    def cat(parts: list[Conditioning]) -> Conditioning:
+        """The rows of ``parts``, one after another."""
+        first = parts[0]
+
+        def join(get) -> dict[str, torch.Tensor]:
+            return {k: torch.cat([get(p)[k] for p in parts]) for k in get(first)}
+
+        uncond = None if first.uncond is None else join(lambda p: p.uncond)
+        return Conditioning(join(lambda p: p.cond), uncond)
+
+    def _map(self, fn) -> Conditioning:
+        uncond = None if self.uncond is None else {k: fn(v) for k, v in self.uncond.items()}
+        return Conditioning({k: fn(v) for k, v in self.cond.items()}, uncond)
+
+
+class Backbone(Protocol):
+    """What the joint sampler needs from a model family (see the module docstring)."""
+
+    @property
+    def window(self) -> int:
+        """The model's native size in latent pixels (64 for SD 2-base)."""
+
+    @property
+    def vae_scale(self) -> int:
+        """Pixels per latent pixel."""
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latent canvas."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype latents are kept in."""
+
+    def encode_prompt(
+        self,
+        prompts: list[str] | None,
+        negatives: list[str] | None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> Conditioning:
+        """Conditioning for B images; ``negatives`` (or ``negative_prompt_embeds``) enable CFG."""
+
+    def predict(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Conditioning,
+        guidance_scale: float,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The guided model output for window latents ``x`` ``(n, C, h, w)``; ``cond`` has n rows."""
+
+    def x0(self, scheduler: SchedulerMixin, x: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The clean-latent prediction of ``x`` at ``t`` from the model's ``output``; differentiable."""
+
+    def decode(self, latents: torch.Tensor, wrap: int = 0) -> torch.Tensor:
+        """Images in [0, 1] ``(B, 3, s*h, s*w)`` from latents; ``wrap`` columns of 360-degree padding."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Latents of images ``(B, 3, H, W)`` in [0, 1]."""
+
+    def gradient_checkpointing(self, enabled: bool) -> AbstractContextManager[None]:
+        """Within the block, checkpoint the denoiser's and decoder's blocks if ``enabled``."""
+
+
+def x0_from_output(
+    scheduler: SchedulerMixin, sample: torch.Tensor, output: torch.Tensor, timestep: torch.Tensor | int
+) -> torch.Tensor:
+    """x0 from a noisy ``sample`` and the model ``output`` at ``timestep`` for ``scheduler``.
+
+    Flow matching (``FlowMatchEulerDiscreteScheduler``, x_t = (1 - sigma) x0 + sigma * noise, output = the
+    velocity noise - x0): x0 = x_t - sigma_t * v. Variance-preserving schedulers: epsilon, v or sample
+    prediction from ``alphas_cumprod`` (:func:`syncguide.schedulers.predict_x0`). Differentiable.
+    """
+    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+        sigma = _flow_sigma(scheduler, timestep).to(device=sample.device, dtype=sample.dtype)
+        return sample - sigma * output
+    return predict_x0(scheduler, sample, output, timestep)
+
+
+def _flow_sigma(scheduler: FlowMatchEulerDiscreteScheduler, timestep: torch.Tensor | int) -> torch.Tensor:
+    timesteps = scheduler.timesteps.to(torch.float32)
+    index = int(torch.argmin((timesteps - float(timestep)).abs()))
+    return scheduler.sigmas[index]
+
+
+def iterate_rows(n: int, rows_per_call: int) -> Iterator[slice]:
+    """Slices of ``rows_per_call`` rows covering ``range(n)``."""
+    for start in range(0, n, rows_per_call):
+        yield slice(start, start + rows_per_call)
