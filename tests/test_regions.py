@@ -2,7 +2,7 @@ import torch
 
 from reference import region_multidiffusion
 from syncguide.layout import Layout, Region
-from syncguide.sampling.regions import region_stack
+from syncguide.sampling.plan import region_plan
 from syncguide.tiling import crop_all, make_windows
 
 BACKGROUND, SNOW = "a photo of the sea at day", "a photo of snow mountains at night"
@@ -39,7 +39,7 @@ def test_view_batching_mixes_prompts_without_changing_the_result(pipe) -> None:
     finally:
         hook.remove()
     assert calls == [2 * 11] * 4  # 11 (prompt, window) rows (3 background + 3 snow + 5 hills), CFG doubled
-    torch.testing.assert_close(many, run_layout(pipe, LAYOUT, latents), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(many, run_layout(pipe, LAYOUT, latents), rtol=1e-4, atol=5e-5)
 
 
 def test_region_covering_everything_is_the_panorama_of_its_prompt(pipe, random_lpips) -> None:
@@ -70,7 +70,7 @@ def test_bootstrapping_replaces_only_outside_foreground_masks_and_only_in_its_st
         )  # fmt: skip
     finally:
         hook.remove()
-    stack = region_stack(LAYOUT.masks(8, 24), make_windows(8, 24, 8, 4))
+    stack = region_plan(LAYOUT.masks(8, 24), make_windows(8, 24, 8, 4))
     inside = stack.weights.bool().expand(-1, 4, -1, -1)
     foreground = torch.tensor(stack.prompts) > 0
     for i, seen in enumerate(inputs):
