@@ -30,7 +30,7 @@ PROMPTS = ("a photo of mountains", "a landscape by a lake", "a photo of hills wi
 
 def panoramas(pipe, prompt: str, seeds: list[int], width: int, sync_weight: float, args) -> torch.Tensor:
     """Panoramas ``(len(seeds), 3, 64, width)`` in [0, 1], one per seed, with the seed's latents."""
-    scale, channels = pipe.model.vae_scale, pipe.unet.config.in_channels
+    scale, channels = pipe.backbone.vae_scale, pipe.unet.config.in_channels
     latents = torch.cat(
         [
             torch.randn(1, channels, 64 // scale, width // scale, generator=torch.Generator().manual_seed(s))
