@@ -38,3 +38,27 @@ def test_conditioning_rows_select_repeat_and_concatenate() -> None:
     assert both.cond["text_embeds"].flatten().tolist() == [5, 6, 7]
     assert both.select(torch.tensor([2, 0])).cond["prompt_embeds"].flatten().tolist() == [9, 0]
     assert both.uncond is None
+
+
+def test_a_replacement_decoder_decodes_the_same_latents(pipe) -> None:
+    from diffusers import AutoencoderTiny
+
+    from syncguide.models.sd import StableDiffusionBackbone
+
+    torch.manual_seed(0)
+    tiny = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    )
+    parts = (pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet)
+    latents = torch.randn(1, 4, 8, 16)
+    with torch.no_grad():
+        full = StableDiffusionBackbone(*parts).decode(latents)
+        same = StableDiffusionBackbone(*parts, decoder=pipe.vae).decode(latents)
+        fast = StableDiffusionBackbone(*parts, decoder=tiny).decode(latents)
+    assert torch.equal(same, full)
+    assert fast.shape == full.shape and not torch.allclose(fast, full, atol=1e-3)
+    assert fast.min() >= 0 and fast.max() <= 1

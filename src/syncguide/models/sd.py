@@ -21,13 +21,16 @@ class StableDiffusionBackbone:
     """A Stable Diffusion 1.x/2.x model seen as a :class:`~syncguide.models.backbone.Backbone`.
 
     Conditioning rows: ``prompt_embeds`` ``(B, L, D)``, the text encoder's last hidden states. Window positions
-    are not used (SD 1.x/2.x have no crop conditioning).
+    are not used (SD 1.x/2.x have no crop conditioning). ``decoder`` replaces the VAE's decoder in
+    :meth:`decode` (e.g. diffusers' ``AutoencoderTiny``, TAESD, which decodes the same latent space): any module
+    with ``decode(latents).sample`` and a ``config.scaling_factor``; the VAE still encodes.
     """
 
     vae: AutoencoderKL
     text_encoder: CLIPTextModel
     tokenizer: CLIPTokenizer
     unet: UNet2DConditionModel
+    decoder: torch.nn.Module | None = None
 
     @property
     def window(self) -> int:
@@ -132,10 +135,11 @@ class StableDiffusionBackbone:
         """
         if wrap:
             latents = torch.cat([latents[..., -wrap:], latents, latents[..., :wrap]], dim=-1)
-        scaled = latents / self.vae.config.scaling_factor
-        if getattr(self.vae.config, "shift_factor", None):
-            scaled = scaled + self.vae.config.shift_factor
-        images = self.vae.decode(scaled.to(self.vae.dtype)).sample
+        decoder = self.decoder or self.vae
+        scaled = latents / decoder.config.scaling_factor
+        if getattr(decoder.config, "shift_factor", None):
+            scaled = scaled + decoder.config.shift_factor
+        images = decoder.decode(scaled.to(decoder.dtype)).sample
         if wrap:
             pad = wrap * self.vae_scale
             images = images[..., pad:-pad]
