@@ -9,17 +9,22 @@ plug-in registers factories for them. Plug-ins are found through the ``syncguide
 
 Kinds and the factory signature each expects:
 
-- ``clip``: ``(device) -> CLIPTower | NoiseAwareCLIP`` (a guidance encoder, :func:`~syncguide.models.guidance_clip.load_clip`)
+- ``clip``: ``(device) -> CLIPTower | NoiseAwareCLIP``, a guidance encoder
+  (:func:`~syncguide.models.guidance_clip.load_clip`)
 - ``metric-networks``: ``(device) -> MetricNetworks`` (:mod:`syncguide.metrics.networks`)
 - ``perceptual``: ``(device) -> nn.Module`` mapping two [-1, 1] image batches to per-image distances (sync loss)
 - ``dataset``: ``(resolution, n, seed) -> Tensor (n, 3, R, R) in [-1, 1]`` (training images)
 - ``model``: ``() -> Path`` (a diffusers pipeline directory)
+
+A plug-in that registers a ``model`` and ``metric-networks`` under one name (``demo``) says that those networks
+evaluate that model's images (``syncguide eval --networks auto``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 KINDS = ("clip", "metric-networks", "perceptual", "dataset", "model")
@@ -59,6 +64,24 @@ def names(kind: str) -> tuple[str, ...]:
     _check_kind(kind)
     load_plugins()
     return tuple(sorted(_factories[kind]))
+
+
+def model_name(path: str | Path) -> str | None:
+    """The registered ``model`` name whose directory is ``path`` (None if none is, or ``path`` is empty)."""
+    if not str(path):
+        return None
+    load_plugins()
+    try:
+        target = Path(path).resolve()
+    except OSError:
+        return None
+    for name, factory in sorted(_factories["model"].items()):
+        try:
+            if Path(factory()).resolve() == target:
+                return name
+        except (OSError, ValueError):  # FileNotFoundError: a plug-in's model that is not installed
+            continue
+    return None
 
 
 def load_plugins() -> None:

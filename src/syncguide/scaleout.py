@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from syncguide.atomic import write_atomic
-from syncguide.errors import UsageError
+from syncguide.errors import SettingError, UsageError
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,18 @@ def read_manifest(path: Path) -> list[Item]:
     return items
 
 
+def check_manifest(items: Iterable[Item], commands: Collection[str]) -> None:
+    """SettingError (``manifest``) for an item whose command is not in ``commands`` or whose output is not a
+    relative ``.png`` path inside the output directory. The items' arguments are the caller's to check."""
+    for item in items:
+        if item.command not in commands:
+            raise SettingError("manifest", f"command must be one of {', '.join(commands)}; got {item.command!r}")
+        output = Path(item.output)
+        if not item.output.endswith(".png") or output.is_absolute() or ".." in output.parts:
+            rule = f"output must be a relative .png path inside the output directory; got {item.output!r}"
+            raise SettingError("manifest", rule)
+
+
 def shard(items: Sequence[Item], index: int, count: int) -> list[Item]:
     """Items ``index, index + count, ...``: process ``index`` of ``count``'s share (disjoint, covering)."""
     if not 0 <= index < count:
@@ -105,7 +117,7 @@ def run_items(
     """Run ``work(item, root / item.output)`` for this process's pending share of ``items``; wait for all.
 
     ``work`` must write its file atomically without replacing an existing one (:func:`syncguide.atomic.write_atomic`,
-    :func:`syncguide.cli.io.save_png`) and return whether it wrote it. Returns the outputs this process wrote.
+    :func:`syncguide.pngmeta.write_png`) and return whether it wrote it. Returns the outputs this process wrote.
     """
     state = state or process_state()
     mine = pending(shard(items, state.process_index, state.num_processes), root)

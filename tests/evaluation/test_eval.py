@@ -12,11 +12,11 @@ from PIL import Image
 
 from syncguide.cli.io import save_png
 from syncguide.cli.main import main
+from syncguide.demo.networks import demo_networks
 from syncguide.evaluation.inputs import load_images
 from syncguide.evaluation.records import crop_generator
 from syncguide.metrics.crops import random_crops
 from syncguide.metrics.fid import fid
-from syncguide.metrics.networks import demo_networks
 
 
 def _eval(panoramas: Path, references: Path | None, out: Path, *extra: str) -> int:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from syncguide.metrics import MetricNetworks, demo_networks
+from syncguide.demo.networks import demo_networks
+from syncguide.metrics import MetricNetworks
 from syncguide.models.tiny import save_tiny_clip
 
 CROP = 32

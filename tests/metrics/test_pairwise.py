@@ -8,15 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from syncguide.metrics import (
-    IntraLPIPS,
-    IntraStyleL,
-    LPIPSDiversity,
-    gram,
-    intra_lpips,
-    intra_style_loss,
-    lpips_diversity,
-)
+from syncguide.metrics import IntraLPIPS, IntraStyleL, LPIPSDiversity, gram
+from syncguide.metrics.pairwise import intra_lpips, intra_style_loss, lpips_diversity
 from syncguide.metrics.reference_networks import VGG19Style
 
 CROP = 32  # as the panoramas fixture (conftest.py)

@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from syncguide.cli import panorama
 from syncguide.cli.io import save_png
+from syncguide.cli.parser import make_parser
 from syncguide.errors import UsageError
-from syncguide.scaleout import Item, process_state, read_manifest, run_items
+from syncguide.scaleout import Item, check_manifest, process_state, read_manifest, run_items
 
 COMMANDS = ("panorama",)
+"""The commands a manifest item may name (each is parsed by that command's own parser)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -42,14 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
 def check_items(items: list[Item]) -> None:
     """UsageError for items this command cannot run or whose arguments are bad (before anything is generated)."""
-    from syncguide.cli.main import build_parser
-
-    parser = build_parser()
+    check_manifest(items, COMMANDS)
+    parser = make_parser([panorama])
     for item in items:
-        if item.command not in COMMANDS:
-            raise UsageError(f"MANIFEST: command must be one of {', '.join(COMMANDS)}; got {item.command!r}")
-        if not item.output.endswith(".png") or Path(item.output).is_absolute() or ".." in Path(item.output).parts:
-            raise UsageError(f"MANIFEST: output must be a relative .png path inside --out; got {item.output!r}")
         try:
             parser.parse_args([item.command, *item.args])
         except SystemExit:
@@ -58,10 +56,7 @@ def check_items(items: list[Item]) -> None:
 
 def generate_items(items: list[Item], root: Path, state: Any = None) -> list[str]:
     """Run the pending share of ``items`` in this process (:func:`syncguide.scaleout.run_items`)."""
-    from syncguide.cli import panorama
-    from syncguide.cli.main import build_parser
-
-    parser = build_parser()
+    parser = make_parser([panorama])
     pipelines: dict = {}
     state = state or process_state()
 

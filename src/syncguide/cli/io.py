@@ -1,18 +1,20 @@
-"""Output files: atomic, never overwriting unless asked, with parameters in a PNG text chunk."""
+"""Output files of the commands: checked before any work, written atomically, never overwritten unless asked.
+
+The PNG format (parameters in a text chunk) is :mod:`syncguide.pngmeta`; ``read_parameters`` and
+``PARAMETERS_KEY`` are re-exported here for scripts that read what a command wrote.
+"""
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-from syncguide.atomic import write_atomic
 from syncguide.errors import UsageError
+from syncguide.pngmeta import PARAMETERS_KEY, read_parameters, write_png
 
-PARAMETERS_KEY = "parameters"  # the text chunk other diffusion tools use for generation settings
+__all__ = ["PARAMETERS_KEY", "check_output", "read_parameters", "save_png"]
 
 
 def check_output(path: Path, overwrite: bool, option: str = "--out") -> None:
@@ -26,19 +28,9 @@ def check_output(path: Path, overwrite: bool, option: str = "--out") -> None:
 
 
 def save_png(image: Image.Image, path: Path, parameters: dict[str, Any], overwrite: bool) -> None:
-    """Write ``image`` to ``path`` atomically (:func:`syncguide.atomic.write_atomic`) with ``parameters`` as JSON.
+    """Write ``image`` to ``path`` atomically with ``parameters`` (:func:`syncguide.pngmeta.write_png`).
 
-    Without ``overwrite`` an existing file is never replaced, even one that appeared while we worked.
+    Without ``overwrite`` an existing file is never replaced, even one that appeared while we worked: UsageError.
     """
-    info = PngImagePlugin.PngInfo()
-    info.add_text(PARAMETERS_KEY, json.dumps(parameters, sort_keys=True))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    if not write_atomic(path, buffer.getvalue(), overwrite):
+    if not write_png(image, path, parameters, overwrite):
         raise UsageError(f"--out: {path} exists; pass --overwrite to replace it")
-
-
-def read_parameters(path: str | Path) -> dict[str, Any]:
-    """The generation parameters stored in a PNG written by :func:`save_png`."""
-    with Image.open(path) as image:
-        return json.loads(image.text[PARAMETERS_KEY])

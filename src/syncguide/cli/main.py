@@ -7,29 +7,19 @@ import sys
 from collections.abc import Sequence
 
 from syncguide.cli import batch, demo, evaluate, finetune, generate, layout, panorama, reproduce
-from syncguide.errors import UsageError
+from syncguide.cli.options import usage_message
+from syncguide.cli.parser import Parser, make_parser
+from syncguide.errors import SettingError, UsageError
 
+COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce)
+"""The subcommand modules, in the order ``--help`` lists them."""
 
-class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (no usage block) with exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+__all__ = ["COMMANDS", "Parser", "build_parser", "main"]
 
 
 def build_parser() -> Parser:
     """The full command-line parser with every subcommand."""
-    parser = Parser(prog="syncguide", description="Training-free guided diffusion sampling.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    panorama.add_parser(sub)
-    layout.add_parser(sub)
-    generate.add_parser(sub)
-    finetune.add_parser(sub)
-    demo.add_parser(sub)
-    batch.add_parser(sub)
-    evaluate.add_parser(sub)
-    reproduce.add_parser(sub)
-    return parser
+    return make_parser(COMMANDS)
 
 
 def quiet_libraries() -> None:
@@ -43,15 +33,25 @@ def quiet_libraries() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    """Run the command line; returns the exit status (0 ok, 2 bad input).
+
+    Bad input, a :class:`~syncguide.errors.UsageError` from the command line or a
+    :class:`~syncguide.errors.SettingError` from the library (mapped to its option by
+    :mod:`syncguide.cli.options`), is one line ``syncguide CMD: error: --option: rule``.
+    """
     args = build_parser().parse_args(argv)
     quiet_libraries()
     try:
         return args.run(args)
-    except UsageError as error:
-        command = " ".join(filter(None, (args.command, getattr(args, "demo_command", None))))
-        print(f"syncguide {command}: error: {error}", file=sys.stderr)
+    except (UsageError, SettingError) as error:
+        message = usage_message(error) if isinstance(error, SettingError) else str(error)
+        print(f"syncguide {command_name(args)}: error: {message}", file=sys.stderr)
         return 2
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """The subcommand that ran, e.g. ``eval`` or ``demo world``."""
+    return " ".join(filter(None, (args.command, getattr(args, "demo_command", None))))
 
 
 if __name__ == "__main__":

@@ -6,17 +6,18 @@ from itertools import combinations
 
 import torch
 
-from syncguide.demo.train.judge import Judge
+from syncguide.demo.judge import RESOLUTION, Judge
 from syncguide.demo.world import GLOBAL_ATTRIBUTES
+from syncguide.metrics.crops import window_crops
 
-CROP = 64
+CROP = RESOLUTION
+"""The judge's crop size (64 px: one crop of a demo panorama's height)."""
 
 
 def crops(images: torch.Tensor, size: int = CROP) -> torch.Tensor:
-    """Non-overlapping ``size``-wide crops of panoramas ``(B, 3, size, W)``: ``(B, W // size, 3, size, size)``."""
-    b, c, h, w = images.shape
-    n = w // size
-    return images[..., : n * size].reshape(b, c, h, n, size).permute(0, 3, 1, 2, 4)
+    """Non-overlapping ``size``-wide crops of panoramas ``(B, 3, size, W)``: ``(B, W // size, 3, size, size)``
+    (:func:`syncguide.metrics.crops.window_crops`; W must be a multiple of ``size``)."""
+    return window_crops(images, size)
 
 
 def crop_predictions(judge: Judge, images: torch.Tensor) -> dict[str, torch.Tensor]:

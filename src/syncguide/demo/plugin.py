@@ -45,8 +45,8 @@ def _demo_clip_distance(device: torch.device | str) -> torch.nn.Module:
     return clip_feature_distance(bundled("clip"), device)
 
 
-def _demo_networks(device: torch.device | str):  # -> MetricNetworks
-    from syncguide.metrics.networks import demo_networks
+def _demo_networks(device: torch.device | str):  # -> MetricNetworks (imported on use: the judge loads torch modules)
+    from syncguide.demo.networks import demo_networks
 
     return demo_networks(device)
 

@@ -30,7 +30,7 @@ Record = dict[str, torch.Tensor]
 
 
 @dataclass
-class EvalSettings:
+class MetricSettings:
     """What determines the numbers: the metrics, the crop size, the networks, and the set-metric options."""
 
     metrics: tuple[str, ...]
@@ -41,8 +41,8 @@ class EvalSettings:
     kid_subsets: int = 100
     bootstrap: int = 20
 
-    def stamp_settings(self) -> dict[str, Any]:
-        """The part of the settings a per-image record depends on."""
+    def record_settings(self) -> dict[str, Any]:
+        """The part of the settings a per-image record depends on (stamped into its fingerprint)."""
         return {"metrics": sorted(self.metrics), "crop": self.crop, "networks": self.networks}
 
 
@@ -50,21 +50,22 @@ def compute_records(
     panoramas: list[Panorama],
     references: list[Path],
     networks: MetricNetworks,
-    settings: EvalSettings,
+    settings: MetricSettings,
     cache: Path,
     state: Any,
-    judge: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> int:
     """Write the missing records of this process's share under ``cache``; wait for every process.
 
-    Returns how many records this process computed (0 when everything was cached)."""
-    stamp_settings = settings.stamp_settings()
+    The ``judge`` metric uses ``networks.judge``. Returns how many records this process computed (0 when
+    everything was cached)."""
+    record_settings = settings.record_settings()
+    judge = networks.judge.agreement if networks.judge is not None else None
     jobs = [("panoramas", p.path, p.prompt) for p in panoramas] + [("references", r, None) for r in references]
     mine = shard(jobs, state.process_index, state.num_processes)
     computed = 0
     for kind, path, prompt in tqdm(mine, desc=f"eval [{state.process_index}]", leave=False):
         target = record_path(cache, kind, path)
-        stamp = fingerprint(path, stamp_settings)
+        stamp = fingerprint(path, record_settings)
         if load_record(target, stamp) is not None:
             continue
         image = load_images([path])[0]
@@ -110,7 +111,7 @@ def bootstrap_ci(
     return [values[int(0.025 * (rounds - 1))], values[math.ceil(0.975 * (rounds - 1))]]
 
 
-def summarize(records: list[Record], reference: torch.Tensor | None, settings: EvalSettings) -> dict[str, Any]:
+def summarize(records: list[Record], reference: torch.Tensor | None, settings: MetricSettings) -> dict[str, Any]:
     """One method's numbers from its panoramas' records and the reference features ``(M, D)`` (or None)."""
     from syncguide.metrics.fid import fid
     from syncguide.metrics.giqa import knn_giqa

@@ -1,4 +1,8 @@
-"""What ``syncguide eval`` reads: panoramas with their stored parameters, reference images, prompt lists."""
+"""What an evaluation reads: panoramas with their stored parameters, reference images, prompt lists.
+
+Bad inputs raise :class:`~syncguide.errors.SettingError` naming the setting that gave them (``panorama_dir``,
+``reference``, ``prompts``).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from syncguide.cli.io import PARAMETERS_KEY, read_parameters
-from syncguide.errors import UsageError
+from syncguide.errors import SettingError
+from syncguide.pngmeta import PARAMETERS_KEY, read_parameters
 
 
 @dataclass(frozen=True)
@@ -49,18 +53,18 @@ def method_label(parameters: dict[str, Any]) -> str:
     return "MultiDiffusion" if weight == 0 else f"SyncDiffusion w={weight:g}"
 
 
-def list_pngs(directory: Path, option: str) -> list[Path]:
-    """The ``.png`` files directly in ``directory``, sorted; UsageError (naming ``option``) if there are none."""
+def list_pngs(directory: Path, setting: str) -> list[Path]:
+    """The ``.png`` files directly in ``directory``, sorted; SettingError (naming ``setting``) if there are none."""
     if not directory.is_dir():
-        raise UsageError(f"{option}: {directory} is not a directory")
+        raise SettingError(setting, f"{directory} is not a directory")
     files = sorted(p for p in directory.glob("*.png") if not p.name.startswith("."))
     if not files:
-        raise UsageError(f"{option}: no .png files in {directory}")
+        raise SettingError(setting, f"no .png files in {directory}")
     return files
 
 
-def check_one_size(files: list[Path], option: str) -> tuple[int, int]:
-    """The common ``(height, width)`` of image ``files``; UsageError naming ``option`` if sizes are mixed."""
+def check_one_size(files: list[Path], setting: str) -> tuple[int, int]:
+    """The common ``(height, width)`` of image ``files``; SettingError naming ``setting`` if sizes are mixed."""
     sizes: Counter = Counter()
     examples: dict[tuple[int, int], Path] = {}
     for path in files:
@@ -70,41 +74,41 @@ def check_one_size(files: list[Path], option: str) -> tuple[int, int]:
         examples.setdefault(size, path)
     if len(sizes) > 1:
         found = ", ".join(f"{h}x{w} ({n}, e.g. {examples[(h, w)].name})" for (h, w), n in sizes.most_common())
-        raise UsageError(f"{option}: images must all have one size (height x width); found {found}")
+        raise SettingError(setting, f"images must all have one size (height x width); found {found}")
     return next(iter(sizes))
 
 
 def read_panoramas(directory: Path, prompts: list[str] | None = None) -> list[Panorama]:
     """Panoramas in ``directory`` (one size, each with stored parameters), restricted to ``prompts`` if given.
 
-    UsageError for an empty or mixed-size directory, a PNG without parameters, or a listed prompt with no
-    panorama."""
-    files = list_pngs(directory, "PANORAMA_DIR")
-    check_one_size(files, "PANORAMA_DIR")
+    SettingError (``panorama_dir``, ``prompts``) for an empty or mixed-size directory, a PNG without parameters,
+    or a listed prompt with no panorama."""
+    files = list_pngs(directory, "panorama_dir")
+    check_one_size(files, "panorama_dir")
     panoramas = []
     for path in files:
         try:
             panoramas.append(Panorama(path, read_parameters(path)))
         except (KeyError, ValueError):
-            raise UsageError(
-                f"PANORAMA_DIR: {path.name} has no '{PARAMETERS_KEY}' (write panoramas with syncguide panorama)"
+            raise SettingError(
+                "panorama_dir", f"{path.name} has no '{PARAMETERS_KEY}' (write panoramas with syncguide panorama)"
             ) from None
     if prompts is not None:
         missing = sorted(set(prompts) - {p.prompt for p in panoramas})
         if missing:
-            raise UsageError(f"--prompts: no panorama in {directory} has the prompt {missing[0]!r}")
+            raise SettingError("prompts", f"no panorama in {directory} has the prompt {missing[0]!r}")
         panoramas = [p for p in panoramas if p.prompt in set(prompts)]
     return panoramas
 
 
 def read_prompts(path: Path) -> list[str]:
-    """Non-empty lines of a prompt file; UsageError if it is unreadable or has none."""
+    """Non-empty lines of a prompt file; SettingError (``prompts``) if it is unreadable or has none."""
     try:
         prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     except OSError as error:
-        raise UsageError(f"--prompts: cannot read {path}: {error.strerror}") from None
+        raise SettingError("prompts", f"cannot read {path}: {error.strerror}") from None
     if not prompts:
-        raise UsageError(f"--prompts: {path} has no prompts (one per line)")
+        raise SettingError("prompts", f"{path} has no prompts (one per line)")
     return prompts
 
 

@@ -11,7 +11,7 @@ from syncguide.metrics.fid import FID, fid
 from syncguide.metrics.frechet import frechet_distance
 from syncguide.metrics.giqa import MeanGIQA, knn_giqa
 from syncguide.metrics.kid import KID, kid
-from syncguide.metrics.networks import MetricNetworks, demo_networks, real_networks
+from syncguide.metrics.networks import CropAgreement, MetricNetworks, load_networks, network_names, real_networks
 from syncguide.metrics.pairwise import (
     IntraLPIPS,
     IntraStyleL,
@@ -33,6 +33,7 @@ from syncguide.metrics.retrieval import TopKRetrieval, topk_retrieval
 __all__ = [
     "FID",
     "KID",
+    "CropAgreement",
     "InceptionFeatures",
     "IntraLPIPS",
     "IntraStyleL",
@@ -44,7 +45,6 @@ __all__ = [
     "TopKRetrieval",
     "VGG19Style",
     "clip_score",
-    "demo_networks",
     "fid",
     "frechet_distance",
     "gram",
@@ -54,8 +54,10 @@ __all__ = [
     "knn_giqa",
     "load_inception",
     "load_lpips",
+    "load_networks",
     "load_vgg19_style",
     "lpips_diversity",
+    "network_names",
     "random_crops",
     "real_networks",
     "topk_retrieval",

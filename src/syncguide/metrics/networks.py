@@ -1,20 +1,37 @@
-"""The feature networks behind the metrics, pluggable: the papers' real ones, or the demo world's bundled ones.
+"""The feature networks behind the metrics, pluggable: the papers' real ones, or a set a plug-in registers.
 
-A report must say which networks produced each number: :attr:`MetricNetworks.names` describes each.
+A report must say which networks produced each number: :attr:`MetricNetworks.names` describes each. Sets other
+than ``real`` are registered with :mod:`syncguide.registry` (kind ``metric-networks``): the demo world registers
+``demo`` (its judge and CLIP, :mod:`syncguide.demo.networks`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from syncguide import registry
 from syncguide.metrics.base import Distance, Features, StyleFeatures
 from syncguide.metrics.reference_networks import load_inception, load_lpips, load_vgg19_style, loading
 from syncguide.models.clip_towers import CLIPTower
 
 ROLES = ("lpips", "style", "features", "clip")
+REAL = "real"
+"""The name of the papers' networks (:func:`real_networks`); every other name is looked up in the registry."""
+
+
+@dataclass(frozen=True)
+class CropAgreement:
+    """A classifier's crop-pair agreement: ``agreement(panoramas)`` maps panoramas ``(B, 3, crop, W)`` in [0, 1]
+    to the share ``(B,)`` of crop pairs it gives the same labels; ``description`` says what it reads, for reports.
+    """
+
+    crop: int
+    agreement: Callable[[torch.Tensor], torch.Tensor]
+    description: str
 
 
 @dataclass
@@ -27,6 +44,7 @@ class MetricNetworks:
         features: images in [0, 1] -> ``(B, D)`` (FID, KID, GIQA; Inception pool3, D = 2048, for real numbers).
         clip: a CLIP tower (Mean-CLIP-S).
         names: for each of ``"lpips"``, ``"style"``, ``"features"``, ``"clip"``, a description for reports.
+        judge: optional crop agreement of an attribute classifier (the ``judge`` metric; the demo world's).
     """
 
     distance: Distance
@@ -34,32 +52,12 @@ class MetricNetworks:
     features: Features
     clip: CLIPTower
     names: dict[str, str]
+    judge: CropAgreement | None = None
 
     def __post_init__(self) -> None:
         missing = [role for role in ROLES if role not in self.names]
         if missing:
             raise ValueError(f"names must describe every network ({', '.join(ROLES)}); missing {', '.join(missing)}")
-
-
-def demo_networks(device: torch.device | str = "cpu") -> MetricNetworks:
-    """The demo world's networks (offline): the bundled judge for distance, style and features; the demo CLIP.
-
-    The judge is the attribute classifier nothing guides with; its distance is LPIPS-style without learned heads.
-    """
-    from syncguide.demo.bundled import bundled
-    from syncguide.demo.train.judge import load_judge
-    from syncguide.metrics.judge_networks import STYLE_BLOCKS, JudgeDistance, JudgeFeatures, JudgeStyle
-    from syncguide.models.guidance_clip import load_clip
-
-    judge = load_judge(bundled("judge")).to(device).requires_grad_(False)
-    clip = load_clip("demo", device)
-    names = {
-        "lpips": "demo judge: LPIPS-style distance over its 7 block outputs (no learned heads)",
-        "style": f"demo judge: feature maps of its first {STYLE_BLOCKS} blocks",
-        "features": f"demo judge: pooled features ({judge.feature_dim}-d)",
-        "clip": "demo CLIP (bundled tiny transformers CLIP)",
-    }
-    return MetricNetworks(JudgeDistance(judge), JudgeStyle(judge), JudgeFeatures(judge), clip, names)
 
 
 def real_networks(
@@ -89,3 +87,16 @@ def real_networks(
         "clip": f"CLIP {clip}",
     }
     return MetricNetworks(distance, style, features, tower, names)
+
+
+def load_networks(name: str, device: torch.device | str = "cpu", **real_options: Path | str | None) -> MetricNetworks:
+    """The metric networks called ``name``: ``real`` (:func:`real_networks` with ``real_options``) or a set
+    registered with :mod:`syncguide.registry` (ValueError listing the registered ones for an unknown name)."""
+    if name == REAL:
+        return real_networks(device, **real_options)  # type: ignore[arg-type]
+    return registry.lookup("metric-networks", name)(device)
+
+
+def network_names() -> tuple[str, ...]:
+    """Every name :func:`load_networks` accepts: ``real`` and the registered sets."""
+    return (REAL, *registry.names("metric-networks"))

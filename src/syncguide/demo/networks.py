@@ -1,4 +1,4 @@
-"""The demo world's metric networks, read off the judge (the attribute classifier nothing guides with).
+"""The demo world's metric networks (registered as ``demo``), read off the judge, the classifier nothing guides with.
 
 The judge takes 64 x 64 images in [-1, 1]; other sizes are resized bilinearly. Its body is a stack of
 conv-GroupNorm-SiLU blocks; the feature maps below are the blocks' SiLU outputs.
@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from syncguide.demo.train.judge import Judge, to_resolution
+from syncguide.demo.bundled import bundled
+from syncguide.demo.judge import RESOLUTION, Judge, load_judge, to_resolution
+from syncguide.demo.judging import coherence
+from syncguide.metrics.networks import CropAgreement, MetricNetworks
 
 STYLE_BLOCKS = 3
 """How many of the judge's first blocks give style feature maps (the shallow, texture-like ones, as VGG's
@@ -68,3 +71,27 @@ class JudgeFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.judge.features(to_resolution(images * 2 - 1))
+
+
+def demo_networks(device: torch.device | str = "cpu") -> MetricNetworks:
+    """The demo world's networks (offline): the bundled judge for distance, style, features and crop agreement;
+    the demo CLIP.
+
+    The judge is the attribute classifier nothing guides with; its distance is LPIPS-style without learned heads.
+    """
+    from syncguide.models.guidance_clip import load_clip
+
+    judge = load_judge(bundled("judge")).to(device).requires_grad_(False)
+    clip = load_clip("demo", device)
+    names = {
+        "lpips": "demo judge: LPIPS-style distance over its 7 block outputs (no learned heads)",
+        "style": f"demo judge: feature maps of its first {STYLE_BLOCKS} blocks",
+        "features": f"demo judge: pooled features ({judge.feature_dim}-d)",
+        "clip": "demo CLIP (bundled tiny transformers CLIP)",
+    }
+    agreement = CropAgreement(
+        RESOLUTION,
+        lambda panoramas: coherence(judge, panoramas)["both"],
+        "the demo judge: time and season agreement of crop pairs",
+    )
+    return MetricNetworks(JudgeDistance(judge), JudgeStyle(judge), JudgeFeatures(judge), clip, names, agreement)

@@ -1,0 +1,28 @@
+"""The argument parser: one-line errors with exit status 2, built from the command modules it is given.
+
+Each command module has ``add_parser(subparsers)``, which registers its subcommand with a ``run`` default. The
+full parser is :func:`syncguide.cli.main.build_parser`; a command that reads other commands' argument lists
+(``batch`` reads ``panorama`` command lines) builds a parser of just those, so no command imports ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from types import ModuleType
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def make_parser(commands: Iterable[ModuleType]) -> Parser:
+    """A ``syncguide`` parser with the subcommands of ``commands`` (modules with ``add_parser``), in order."""
+    parser = Parser(prog="syncguide", description="Training-free guided diffusion sampling.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in commands:
+        command.add_parser(sub)
+    return parser
