@@ -49,7 +49,16 @@ def sample(pipe, n: int, seed: int, guidance: Guidance | None, steps: int, batch
     for start in range(0, n, batch):
         generator = torch.Generator().manual_seed(seed + start)
         chunk = noise[start : start + batch]
-        out.append(pipe(len(chunk), generator, steps, guidance, latents=chunk, output_type="pt").images)
+        out.append(
+            pipe(
+                len(chunk),
+                generator=generator,
+                num_inference_steps=steps,
+                semantic_guidance=guidance,
+                latents=chunk,
+                output_type="pt",
+            ).images
+        )
     return torch.cat(out)
 
 

@@ -2,7 +2,17 @@
 
 from syncguide.layout import Layout, Region
 from syncguide.pipeline import PanoramaOutput, SyncDiffusionPipeline
+from syncguide.sdg_pipeline import SemanticGuidancePipeline
 from syncguide.tiling import Window, anchor_index, make_windows
 
-__all__ = ["Layout", "PanoramaOutput", "Region", "SyncDiffusionPipeline", "Window", "anchor_index", "make_windows"]
+__all__ = [
+    "Layout",
+    "PanoramaOutput",
+    "Region",
+    "SemanticGuidancePipeline",
+    "SyncDiffusionPipeline",
+    "Window",
+    "anchor_index",
+    "make_windows",
+]
 __version__ = "0.1.0"

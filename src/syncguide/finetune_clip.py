@@ -21,9 +21,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from syncguide import registry
 from syncguide.models.clip_towers import CLIPTower
 from syncguide.models.guidance_clip import load_base, save_noise_aware
 from syncguide.models.noise_aware import NoiseAwareCLIP
+from syncguide.schedulers import q_sample
 from syncguide.training import (
     Checkpoint,
     batch_indices,
@@ -58,15 +60,14 @@ def symmetric_infonce(student: torch.Tensor, teacher: torch.Tensor, scale: float
 
 
 def diffusion_schedule(model: str) -> tuple[torch.Tensor, int]:
-    """``(alphas_cumprod (T,), image resolution)`` of a diffusers diffusion model (``demo``: the bundled DDPM).
+    """``(alphas_cumprod (T,), image resolution)`` of a diffusers diffusion model (``demo``: the registered
+    ``demo-ddpm`` model).
 
     The resolution is the UNet's sample size, times the VAE's downsampling for latent models.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
 
-    from syncguide.demo.bundled import bundled
-
-    source = str(bundled("ddpm")) if model == "demo" else model
+    source = str(registry.lookup("model", "demo-ddpm")()) if model == "demo" else model
     scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
     unet_config = UNet2DModel.load_config(source, subfolder="unet")  # any model's config: only its keys are read
     size = unet_config["sample_size"]
@@ -77,14 +78,13 @@ def diffusion_schedule(model: str) -> tuple[torch.Tensor, int]:
 
 
 def load_images(data: str, resolution: int, n_demo: int = 4096, seed: int = 0) -> torch.Tensor:
-    """Training images ``(N, 3, R, R)`` in [-1, 1]: ``demo`` (world crops) or every image file in a directory.
+    """Training images ``(N, 3, R, R)`` in [-1, 1]: ``demo`` (the registered ``demo`` dataset) or every image file
+    in a directory.
 
     Files are resized (shorter side to R) and centre-cropped. ValueError if the directory holds no image.
     """
     if data == "demo":
-        from syncguide.demo.train.common import make_crops
-
-        return make_crops(seed, n_demo, size=resolution).images
+        return registry.lookup("dataset", "demo")(resolution, n_demo, seed)
     files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"data: no image files ({', '.join(IMAGE_SUFFIXES)}) in {data}")
@@ -165,8 +165,7 @@ def finetune_step(
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=g)
         noise = torch.randn(x0.shape, generator=g)
-        abar = alphas_cumprod[t].view(-1, 1, 1, 1)
-        xt = (abar.sqrt() * x0 + (1 - abar).sqrt() * noise).to(device)
+        xt = q_sample(x0, t, alphas_cumprod, noise).to(device)
         with torch.no_grad():
             teacher = original.embed(x0.to(device))
         loss = symmetric_infonce(student.embed(xt, t.to(device)), teacher)

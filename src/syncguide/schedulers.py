@@ -86,19 +86,82 @@ def shift_score(
     return shifted.to(model_output.dtype)
 
 
-def step_variance(scheduler: SchedulerMixin, timestep: int, prev_timestep: int) -> float:
-    """Sigma of the ancestral step t -> prev_t, from ``alphas_cumprod`` (``prev_timestep`` < 0: the final step).
+LEARNED = ("learned", "learned_range")
 
-    ``variance_type`` "fixed_large" gives beta_t; otherwise the posterior variance
-    (1 - abar_prev) / (1 - abar_t) * beta_t, with beta_t = 1 - abar_t / abar_prev (respaced steps included).
+
+def learns_variance(scheduler: SchedulerMixin) -> bool:
+    """Whether ``scheduler`` reads the step variance from the model (``variance_type`` learned / learned_range)."""
+    return scheduler.config.get("variance_type", None) in LEARNED
+
+
+def check_variance(scheduler: SchedulerMixin, in_channels: int, out_channels: int) -> None:
+    """Raise ValueError unless the UNet's output fits the scheduler's ``variance_type``.
+
+    The rule: a learned variance (``learned`` / ``learned_range``) needs ``out_channels = 2 * in_channels`` (the
+    noise prediction, then the predicted variance, as OpenAI's ADM models); a DDPMScheduler with a fixed variance
+    needs ``out_channels = in_channels``. Other schedulers (DDIM, ...) use the first half of a 2x output.
+    """
+    if out_channels not in (in_channels, 2 * in_channels):
+        raise ValueError(f"UNet out_channels must be in_channels or 2 * in_channels; got {out_channels}, {in_channels}")
+    kind = scheduler.config.get("variance_type", None)
+    if kind in LEARNED and out_channels != 2 * in_channels:
+        raise ValueError(
+            f"variance_type {kind!r} needs a UNet with out_channels = 2 * in_channels (the predicted variance); "
+            f"got out_channels = in_channels = {in_channels}"
+        )
+    if kind not in LEARNED and out_channels == 2 * in_channels and isinstance(scheduler, DDPMScheduler):
+        raise ValueError(
+            f"a UNet with out_channels = 2 * in_channels ({out_channels}) predicts its variance: the DDPMScheduler "
+            f"needs variance_type 'learned' or 'learned_range', got {kind!r}"
+        )
+
+
+def split_output(model_output: torch.Tensor, sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(prediction, predicted variance or None)`` of a model output ``(B, C or 2C, H, W)`` for a sample ``(B, C,
+    H, W)``: a 2C-channel output is split into halves, as diffusers' DDPMScheduler does."""
+    if model_output.shape[1] == 2 * sample.shape[1]:
+        prediction, variance = torch.split(model_output, sample.shape[1], dim=1)
+        return prediction, variance
+    return model_output, None
+
+
+def step_variance(
+    scheduler: SchedulerMixin, timestep: int, prev_timestep: int, predicted_variance: torch.Tensor | None = None
+) -> float | torch.Tensor:
+    """Variance Sigma of the ancestral step t -> prev_t, from ``alphas_cumprod`` (``prev_timestep`` < 0: last step).
+
+    ``variance_type`` "fixed_large" gives beta_t; "learned" the model's ``predicted_variance`` ``(B, C, H, W)``
+    itself; "learned_range" exp(frac log beta_t + (1 - frac) log posterior) with frac = (v + 1) / 2 of the model's
+    ``predicted_variance`` v (as diffusers' DDPMScheduler._get_variance computes them; float32 tensors of its
+    shape); otherwise the posterior variance (1 - abar_prev) / (1 - abar_t) * beta_t, with beta_t = 1 - abar_t /
+    abar_prev (respaced steps included). Fixed types return a float.
     """
     abar = scheduler.alphas_cumprod
-    abar_t = float(abar[int(timestep)])
-    abar_prev = float(abar[int(prev_timestep)]) if prev_timestep >= 0 else 1.0
+    abar_t = abar[int(timestep)].double()
+    abar_prev = abar[int(prev_timestep)].double() if prev_timestep >= 0 else torch.tensor(1.0, dtype=torch.float64)
     beta = 1 - abar_t / abar_prev
-    if scheduler.config.get("variance_type", "fixed_small") == "fixed_large":
-        return beta
-    return (1 - abar_prev) / (1 - abar_t) * beta
+    posterior = (1 - abar_prev) / (1 - abar_t) * beta
+    kind = scheduler.config.get("variance_type", "fixed_small")
+    if kind in LEARNED:
+        if predicted_variance is None:
+            raise ValueError(f"variance_type {kind!r} needs the model's predicted variance")
+        if kind == "learned":
+            return predicted_variance.float()
+        frac = (predicted_variance.float() + 1) / 2
+        low, high = (torch.log(v).float().to(frac.device) for v in (posterior.clamp(min=1e-20), beta))
+        return torch.exp(frac * high + (1 - frac) * low)
+    return float(beta) if kind == "fixed_large" else float(posterior)
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Forward noising q(x_t | x_0): ``sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``, computed in float32.
+
+    ``x0`` ``(B, C, H, W)``; ``t`` scalar or ``(B,)`` training timesteps; ``alphas_cumprod`` ``(T,)``; ``noise``
+    of ``x0``'s shape (moved to its device). Returns x_t in ``x0``'s dtype and device.
+    """
+    abar = alphas_cumprod.to(x0.device, torch.float32)[t.to(x0.device).long()].reshape(-1, 1, 1, 1)
+    noise = noise.to(x0.device, torch.float32)
+    return (abar.sqrt() * x0.float() + (1 - abar).sqrt() * noise).to(x0.dtype)
 
 
 def step_arguments(scheduler: SchedulerMixin, generator: torch.Generator | None, **options) -> dict:

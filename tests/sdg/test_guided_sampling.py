@@ -9,7 +9,7 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from syncguide.guidance.semantic import Guidance, TextGuidance
-from syncguide.sampling.guided import apply_guidance
+from syncguide.sampling.guided import guided_step
 from syncguide.schedulers import shift_score, step_arguments, step_variance
 from syncguide.sdg_pipeline import SemanticGuidancePipeline
 
@@ -45,7 +45,9 @@ def test_without_guidance_equals_diffusers_pipelines(sdg_pipe, kind: str) -> Non
     kwargs = {"num_inference_steps": 10, "output_type": "np"}
     expected = reference(batch_size=2, generator=torch.Generator().manual_seed(3), **kwargs).images
     got = ours(batch_size=2, generator=torch.Generator().manual_seed(3), **kwargs).images
-    np_zero = ours(batch_size=2, generator=torch.Generator().manual_seed(3), guidance=Recorder(0.0), **kwargs).images
+    np_zero = ours(
+        batch_size=2, generator=torch.Generator().manual_seed(3), semantic_guidance=Recorder(0.0), **kwargs
+    ).images
     assert (got == expected).all()
     assert (np_zero == expected).all()
 
@@ -55,9 +57,9 @@ def test_ddpm_step_shifts_mean_by_posterior_variance_times_gradient(sdg_pipe) ->
     scheduler.set_timesteps(10)  # respaced: 900, 800, ..., 0
     x, eps, grad = torch.randn(3, 2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     t, prev_t = scheduler.timesteps[3], int(scheduler.timesteps[4])
-    plain = apply_guidance(scheduler, eps, x, t, None, step_arguments(scheduler, torch.Generator().manual_seed(1)), -1)
+    plain = guided_step(scheduler, eps, x, t, None, step_arguments(scheduler, torch.Generator().manual_seed(1)), -1)
     kwargs = step_arguments(scheduler, torch.Generator().manual_seed(1))
-    guided = apply_guidance(scheduler, eps, x, t, grad, kwargs, prev_t)
+    guided = guided_step(scheduler, eps, x, t, grad, kwargs, prev_t)
     sigma = step_variance(scheduler, int(t), prev_t)
     assert sigma == pytest.approx(float(scheduler._get_variance(t)), rel=1e-5)  # diffusers' own (private) value
     torch.testing.assert_close(guided - plain, sigma * grad)
@@ -68,7 +70,7 @@ def test_ddim_step_shifts_eps_by_sqrt_one_minus_abar(sdg_pipe) -> None:
     scheduler.set_timesteps(10)
     x, eps, grad = torch.randn(3, 2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     t = scheduler.timesteps[2]
-    guided = apply_guidance(scheduler, eps, x, t, grad, {}, int(scheduler.timesteps[3]))
+    guided = guided_step(scheduler, eps, x, t, grad, {}, int(scheduler.timesteps[3]))
     abar = scheduler.alphas_cumprod[int(t)]
     expected = scheduler.step(eps - (1 - abar).sqrt() * grad, t, x).prev_sample
     torch.testing.assert_close(guided, expected)
@@ -98,7 +100,7 @@ def test_guidance_sees_the_true_timesteps_and_moves_samples_along_its_gradient(s
     pipe.set_progress_bar_config(disable=True)
     recorder = Recorder(weight=1.0)
     common = {"batch_size": 2, "num_inference_steps": 5, "output_type": "pt"}
-    guided = pipe(generator=torch.Generator().manual_seed(0), guidance=recorder, **common).images
+    guided = pipe(generator=torch.Generator().manual_seed(0), semantic_guidance=recorder, **common).images
     plain = pipe(generator=torch.Generator().manual_seed(0), **common).images
     assert recorder.seen == [int(t) for t in pipe.scheduler.timesteps]
     assert recorder.seen[0] > 500  # the original 0..999 index, not the step number
@@ -112,7 +114,7 @@ def test_text_guided_sampling_raises_the_clip_score(sdg_pipe, tiny_clip_dir: Pat
     clip = load_transformers_clip(tiny_clip_dir)
     guidance = TextGuidance(weight=2000.0, encoder=clip, text="a photo of snow")
     common = {"batch_size": 4, "num_inference_steps": 10, "output_type": "pt"}
-    guided = sdg_pipe(generator=torch.Generator().manual_seed(0), guidance=guidance, **common).images
+    guided = sdg_pipe(generator=torch.Generator().manual_seed(0), semantic_guidance=guidance, **common).images
     plain = sdg_pipe(generator=torch.Generator().manual_seed(0), **common).images
     with torch.no_grad():
         score = guidance.objective
@@ -129,7 +131,14 @@ def test_bf16_guided_sampling_matches_fp32(sdg_pipe, tiny_clip_dir: Path) -> Non
         pipe.set_progress_bar_config(disable=True)
         guidance = TextGuidance(weight=50.0, encoder=clip, text="a photo of snow")
         latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)).to(dtype)
-        images[dtype] = pipe(2, torch.Generator().manual_seed(1), 5, guidance, latents=latents, output_type="pt").images
+        images[dtype] = pipe(
+            2,
+            generator=torch.Generator().manual_seed(1),
+            num_inference_steps=5,
+            semantic_guidance=guidance,
+            latents=latents,
+            output_type="pt",
+        ).images
     sdg_pipe.unet.to(torch.float32)
     assert torch.isfinite(images[torch.bfloat16]).all()
     assert (images[torch.bfloat16] - images[torch.float32]).abs().mean() < 0.05

@@ -96,7 +96,14 @@ def run(args: argparse.Namespace) -> int:
     for first in range(0, args.n, args.batch_size):
         count = min(args.batch_size, args.n - first)
         # DDIM: recompute eps from the clipped x0, as guided-diffusion's ddim_sample does after condition_score.
-        images = pipe(count, generator, args.steps, guidance, eta=args.eta, use_clipped_model_output=True).images
+        images = pipe(
+            count,
+            generator=generator,
+            num_inference_steps=args.steps,
+            semantic_guidance=guidance,
+            eta=args.eta,
+            use_clipped_model_output=True,
+        ).images
         for k, image in enumerate(images):
             save_png(image, paths[first + k], {**params, "index": first + k}, args.overwrite)
     print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))

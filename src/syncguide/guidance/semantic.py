@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from syncguide.schedulers import q_sample
+
 __all__ = [
     "ContentGuidance",
     "Guidance",
@@ -31,7 +33,7 @@ __all__ = [
     "TextGuidance",
     "gram",
     "guidance_gradient",
-    "noise_like_schedule",
+    "q_sample",
 ]
 
 
@@ -210,15 +212,6 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def noise_like_schedule(
-    reference: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    """q(x_t | x_0): ``sqrt(abar_t) x0 + sqrt(1 - abar_t) z`` with fresh z; ``t`` scalar or ``(B,)``."""
-    abar = alphas_cumprod.to(reference.device, torch.float32)[t.to(reference.device).long()].reshape(-1, 1, 1, 1)
-    noise = torch.randn(reference.shape, generator=generator, dtype=torch.float32).to(reference.device)
-    return (abar.sqrt() * reference.float() + (1 - abar).sqrt() * noise).to(reference.dtype)
-
-
 def _per_sample(values: torch.Tensor, batch: int, name: str) -> torch.Tensor:
     if values.shape[0] == batch:
         return values
@@ -237,4 +230,6 @@ def _noised_reference(guidance: ReferenceGuidance, x: torch.Tensor, t: torch.Ten
     if guidance.alphas_cumprod is None:
         raise ValueError("alphas_cumprod is needed to noise the reference to the sample's timestep")
     t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
-    return noise_like_schedule(reference, t, guidance.alphas_cumprod, guidance.generator)
+    # Fresh float32 noise for the reference at every call, drawn on the CPU (the same draws on every device).
+    noise = torch.randn(reference.shape, generator=guidance.generator, dtype=torch.float32)
+    return q_sample(reference, t, guidance.alphas_cumprod, noise)

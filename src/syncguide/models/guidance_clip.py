@@ -1,8 +1,8 @@
 """Load the CLIP that computes semantic guidance, plain or noise-aware, from one string.
 
 Specs:
-- ``demo``: the bundled tiny CLIP of the demo world (plain);
-- ``demo-noise-aware``: its noise-aware fine-tune for the demo DDPM (bundled);
+- a name registered as kind ``clip`` in :mod:`syncguide.registry` (the demo plug-in registers ``demo``, the demo
+  world's tiny CLIP, and ``demo-noise-aware``, its noise-aware fine-tune for the demo DDPM);
 - a directory written by ``syncguide finetune-clip`` (has ``noise_aware.json``): that noise-aware encoder;
 - a directory or hub id of a transformers ``CLIPModel`` (``openai/clip-vit-base-patch16``);
 - ``open_clip:ARCH/PRETRAINED`` (``open_clip:RN50x16/openai``) or ``open_clip:hf-hub:ORG/NAME``.
@@ -16,22 +16,18 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from syncguide import registry
 from syncguide.models.clip_towers import CLIPTower, load_open_clip, load_transformers_clip
 from syncguide.models.noise_aware import NoiseAwareCLIP
 
 CONFIG = "noise_aware.json"
 WEIGHTS = "noise_aware.safetensors"
-DEMO, DEMO_NOISE_AWARE = "demo", "demo-noise-aware"
 
 
 def load_clip(spec: str, device: torch.device | str = "cpu") -> CLIPTower | NoiseAwareCLIP:
     """The guidance encoder named by ``spec`` (see the module docstring), frozen, in eval mode, on ``device``."""
-    from syncguide.demo.bundled import bundled
-
-    if spec == DEMO:
-        return load_transformers_clip(bundled("clip"), device)
-    if spec == DEMO_NOISE_AWARE:
-        return load_noise_aware(bundled("clip-noise-aware"), device)
+    if registry.registered("clip", spec):
+        return registry.lookup("clip", spec)(device)
     if spec.startswith("open_clip:"):
         return load_open_clip(spec[len("open_clip:") :], device)
     path = Path(spec).expanduser()
