@@ -102,7 +102,9 @@ def reproduce(
     results = evaluate(eval_settings(settings), state)
     if state.is_main_process:
         strip(items, settings.out / "panoramas", settings.out / "strip.png", prompts[0], min(settings.seeds, 4))
-        write_readme(settings, results, time.perf_counter() - start, len(prompts), state.num_processes)
+        seconds = time.perf_counter() - start
+        counts = {"seeds": settings.seeds, "n_prompts": len(prompts), "processes": state.num_processes}
+        write_readme(settings.out, settings.command, results, seconds, **counts)
     return results
 
 

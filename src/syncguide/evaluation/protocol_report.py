@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -12,9 +12,6 @@ from syncguide.atomic import write_atomic
 from syncguide.evaluation.inputs import method_label
 from syncguide.pngmeta import write_png
 from syncguide.scaleout import Item
-
-if TYPE_CHECKING:
-    from syncguide.evaluation.protocol import ReproduceSettings
 
 LABEL_WIDTH = 150
 """Width in pixels of the method name left of each strip row."""
@@ -53,16 +50,17 @@ def launch_command(command: str, processes: int) -> str:
 
 
 def write_readme(
-    settings: ReproduceSettings, results: dict[str, Any], seconds: float, n_prompts: int, processes: int = 1
+    out: Path, command: str, results: dict[str, Any], seconds: float, *, seeds: int, n_prompts: int, processes: int = 1
 ) -> Path:
-    """``OUT/README.md``: the command, how long it took, the table, the pictures and the networks."""
-    command = launch_command(settings.command, processes)
-    table = (settings.out / "eval" / "results.md").read_text()
+    """``out/README.md``: the command, how long it took, the table (``out/eval/results.md``), the pictures and the
+    networks."""
+    command = launch_command(command, processes)
+    table = (out / "eval" / "results.md").read_text()
     text = f"""# SyncDiffusion's protocol: reproduction
 
 Command: `{command}` ({seconds / 60:.1f} min for the work this run did; a rerun skips finished items).
 
-{len(results.get("methods", {}))} methods x {settings.seeds} seeds x {n_prompts} prompts; \
+{len(results.get("methods", {}))} methods x {seeds} seeds x {n_prompts} prompts; \
 references: {results.get("n_references", 0)} window-size images from the same model and prompts.
 
 {table}
@@ -71,6 +69,6 @@ method with its interval), `eval/tradeoff.png` (every metric against the sync we
 
 Raw numbers: `eval/results.json`; the work list: `manifest.jsonl`.
 """
-    path = settings.out / "README.md"
+    path = out / "README.md"
     write_atomic(path, text.encode(), overwrite=True)
     return path
