@@ -1,53 +1,7 @@
-"""Procedural demo data: the "demo world" landscape panoramas with labels and captions."""
+"""Procedural demo data: the "demo world" landscape panoramas with labels and captions.
 
-from syncguide.demo.world import (
-    GLOBAL_ATTRIBUTES,
-    HEIGHT,
-    LOCAL_ATTRIBUTES,
-    MIN_WIDTH,
-    SEASONS,
-    SEGMENT_MAX,
-    SEGMENT_MIN,
-    TERRAINS,
-    TIMES,
-    VOCABULARY,
-    WATERS,
-    Segment,
-    WorldLabels,
-    caption,
-    caption_for_crop,
-    crop_dataset,
-    generate,
-    labels_from_json,
-    labels_to_json,
-    render,
-    sample_labels,
-    save_examples,
-    save_image,
-)
+The public names are those of :mod:`syncguide.demo.world` (its ``__all__``), re-exported here.
+"""
 
-__all__ = [
-    "GLOBAL_ATTRIBUTES",
-    "HEIGHT",
-    "LOCAL_ATTRIBUTES",
-    "MIN_WIDTH",
-    "SEASONS",
-    "SEGMENT_MAX",
-    "SEGMENT_MIN",
-    "TERRAINS",
-    "TIMES",
-    "VOCABULARY",
-    "WATERS",
-    "Segment",
-    "WorldLabels",
-    "caption",
-    "caption_for_crop",
-    "crop_dataset",
-    "generate",
-    "labels_from_json",
-    "labels_to_json",
-    "render",
-    "sample_labels",
-    "save_examples",
-    "save_image",
-]
+from syncguide.demo.world import *  # noqa: F403
+from syncguide.demo.world import __all__ as __all__

@@ -11,6 +11,9 @@ References:
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
 
 from syncguide.metrics.base import Features
@@ -72,6 +75,11 @@ def kid(
     return float(scores.mean()), float(scores.std(unbiased=False))
 
 
+KID_OPTIONS: tuple[str, ...] = tuple(inspect.signature(kid).parameters)[2:]
+"""The options of :func:`kid` (``subset_size`` ... ``seed``), which :class:`KID` passes on; their defaults are
+:func:`kid`'s."""
+
+
 class KID(FeatureSets):
     """KID (lower is better) between the generated (``real=False``) and reference (``real=True``) images seen;
     ``compute()`` returns ``(mean, std)`` tensors. Arguments as :func:`kid`."""
@@ -79,20 +87,11 @@ class KID(FeatureSets):
     higher_is_better = False
     name = "KID"
 
-    def __init__(
-        self,
-        features_net: Features | None,
-        subset_size: int = 1000,
-        subsets: int = 100,
-        degree: int = 3,
-        gamma: float | None = None,
-        coef: float = 1.0,
-        seed: int = 0,
-        **kwargs,
-    ) -> None:
+    def __init__(self, features_net: Features | None, **kwargs: Any) -> None:
+        """``kwargs`` named like :func:`kid`'s options (:data:`KID_OPTIONS`) go to :func:`kid`; the rest to
+        :class:`~syncguide.metrics.fid.FeatureSets`."""
+        self.options = {name: kwargs.pop(name) for name in KID_OPTIONS if name in kwargs}
         super().__init__(features_net, **kwargs)
-        self.options = {"subset_size": subset_size, "subsets": subsets, "degree": degree, "gamma": gamma}
-        self.options |= {"coef": coef, "seed": seed}
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = kid(*self._sets(), **self.options)
