@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from syncguide.cli.options import command_line, settings_from
 from syncguide.evaluation.records import PANORAMA_METRICS
 
 if TYPE_CHECKING:
@@ -63,22 +63,13 @@ def run(args: argparse.Namespace) -> int:
 def eval_settings(args: argparse.Namespace) -> EvalSettings:
     """The library settings of the parsed options (``--device auto``: the process's device)."""
     from syncguide.devices import resolve_device
-    from syncguide.evaluation.run import EvalSettings
+    from syncguide.evaluation.run import EvalSettings, NetworkSettings
 
-    return EvalSettings(
-        panorama_dir=args.panorama_dir,
-        reference=args.reference,
-        prompts=args.prompts,
+    return settings_from(
+        EvalSettings,
+        args,
         metrics=tuple(args.metrics) if args.metrics else None,
-        networks=args.networks,
-        lpips_weights=args.lpips_weights,
-        vgg19_weights=args.vgg19_weights,
-        inception_weights=args.inception_weights,
-        clip_model=args.clip_model,
-        bootstrap=args.bootstrap,
-        kid_subset_size=args.kid_subset_size,
+        networks=settings_from(NetworkSettings, args, name=args.networks),
         device=None if args.device == "auto" else resolve_device(args.device),
-        out=args.out,
-        overwrite=args.overwrite,
-        command="syncguide " + " ".join(sys.argv[1:]),
+        command_line=command_line(),
     )

@@ -8,9 +8,10 @@ Parses into :class:`syncguide.evaluation.protocol.ReproduceSettings` and runs
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from syncguide.cli.options import command_line, settings_from
 
 
 def add_parser(sub: Any) -> None:
@@ -38,26 +39,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the protocol (each step skips the work already done); the main process prints the README."""
     from syncguide.cli import batch
     from syncguide.evaluation.protocol import ReproduceSettings, reproduce
+    from syncguide.evaluation.run import NetworkSettings
     from syncguide.scaleout import process_state
 
-    settings = ReproduceSettings(
-        out=args.out,
-        model=args.model,
-        prompts=args.prompts,
-        seeds=args.seeds,
-        weights=tuple(args.weights),
-        references=args.references,
-        width=args.width,
-        steps=args.steps,
-        perceptual=args.perceptual,
-        dtype=args.dtype,
-        device=args.device,
-        networks=args.networks,
-        lpips_weights=args.lpips_weights,
-        vgg19_weights=args.vgg19_weights,
-        inception_weights=args.inception_weights,
-        clip_model=args.clip_model,
-        command="syncguide " + " ".join(sys.argv[1:]),
+    networks = settings_from(NetworkSettings, args, name=args.networks)
+    settings = settings_from(
+        ReproduceSettings, args, weights=tuple(args.weights), networks=networks, command_line=command_line()
     )
     reproduce(settings, batch.generate_items, batch.check_items)  # checks the settings before starting processes
     if process_state().is_main_process:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from syncguide.devices import resolve_device
 from syncguide.errors import SettingError
 from syncguide.evaluation.inputs import read_prompts
 from syncguide.evaluation.protocol_report import strip, write_readme
-from syncguide.evaluation.run import EvalSettings, evaluate
+from syncguide.evaluation.run import EvalSettings, NetworkSettings, evaluate
 from syncguide.hub import check_model
 from syncguide.scaleout import Item, process_state, read_manifest, write_manifest
 
@@ -50,9 +50,8 @@ class ReproduceSettings:
         steps: denoising steps (None: the panorama command's default).
         perceptual: the sync loss (as ``syncguide panorama --perceptual``).
         dtype, device: as ``syncguide panorama --dtype`` / ``--device`` (names, put into the items).
-        networks, lpips_weights, vgg19_weights, inception_weights, clip_model: the metric networks
-            (as :class:`~syncguide.evaluation.run.EvalSettings`).
-        command: the command line that asked for this, recorded in the README.
+        networks: the metric networks (:class:`~syncguide.evaluation.run.NetworkSettings`).
+        command_line: the command that asked for this, recorded in the README.
     """
 
     out: Path = Path("reproduce")
@@ -66,12 +65,8 @@ class ReproduceSettings:
     perceptual: str = "auto"
     dtype: str = "float32"
     device: str = "auto"
-    networks: str = "auto"
-    lpips_weights: Path | None = None
-    vgg19_weights: Path | None = None
-    inception_weights: Path | None = None
-    clip_model: str = "openai/clip-vit-base-patch16"
-    command: str = "syncguide reproduce"
+    networks: NetworkSettings = field(default_factory=NetworkSettings)
+    command_line: str = "syncguide reproduce"
 
 
 Generator = Callable[[list[Item], Path, Any], list[str]]
@@ -104,7 +99,7 @@ def reproduce(
         strip(items, settings.out / "panoramas", settings.out / "strip.png", prompts[0], min(settings.seeds, 4))
         seconds = time.perf_counter() - start
         counts = {"seeds": settings.seeds, "n_prompts": len(prompts), "processes": state.num_processes}
-        write_readme(settings.out, settings.command, results, seconds, **counts)
+        write_readme(settings.out, settings.command_line, results, seconds, **counts)
     return results
 
 
@@ -195,10 +190,6 @@ def eval_settings(settings: ReproduceSettings) -> EvalSettings:
         reference=settings.out / "references",
         out=settings.out / "eval",
         networks=settings.networks,
-        lpips_weights=settings.lpips_weights,
-        vgg19_weights=settings.vgg19_weights,
-        inception_weights=settings.inception_weights,
-        clip_model=settings.clip_model,
         device=None if settings.device == "auto" else resolve_device(settings.device),
-        command=settings.command,
+        command_line=settings.command_line,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,24 @@ from syncguide.evaluation.compute import MetricSettings, compute_records, read_r
 from syncguide.evaluation.inputs import Panorama, check_one_size, list_pngs, read_panoramas, read_prompts
 from syncguide.evaluation.records import NEEDS_REFERENCE, PANORAMA_METRICS
 from syncguide.evaluation.report import write_report
-from syncguide.metrics.networks import REAL, MetricNetworks, load_networks
+from syncguide.metrics.networks import REAL, MetricNetworks, load_networks, real_networks
 from syncguide.scaleout import process_state
 
 AUTO = "auto"
 """The networks registered under the name of the registered model that made every panorama (``demo`` for the
 bundled demo model), else ``real``."""
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Which metric networks: ``name`` is ``auto``, ``real`` or a registered set (``demo``); the real networks'
+    local weight files (None downloads) and CLIP (hub id or directory)."""
+
+    name: str = AUTO
+    lpips_weights: Path | None = None
+    vgg19_weights: Path | None = None
+    inception_weights: Path | None = None
+    clip_model: str = "openai/clip-vit-base-patch16"
 
 
 @dataclass(frozen=True)
@@ -44,32 +56,26 @@ class EvalSettings:
         reference: window-size images from the same model (GIQA, FID, KID), or None.
         prompts: a prompt file; only panoramas with these prompts are evaluated (None: all).
         metrics: names from ``PANORAMA_METRICS`` (None: every one the inputs and networks allow).
-        networks: ``auto``, ``real`` or a registered metric-network set (``demo``).
-        lpips_weights, vgg19_weights, inception_weights: local weight files of the real networks (None downloads).
-        clip_model: the real CLIP (hub id or directory).
+        networks: the metric networks (:class:`NetworkSettings`).
         bootstrap: bootstrap rounds of the FID interval (>= 0).
         kid_subset_size: KID's subset size (>= 2; capped at the sample counts).
         device: where the networks run (None: this process's device, ``cuda:LOCAL_RANK`` under accelerate).
         out: the report directory (None: ``PANORAMA_DIR-eval`` beside the panoramas).
         overwrite: replace a report of other inputs in ``out``.
-        command: the command line that asked for this, recorded in the results.
+        command_line: the command that asked for this, recorded in the results.
     """
 
     panorama_dir: Path
     reference: Path | None = None
     prompts: Path | None = None
     metrics: tuple[str, ...] | None = None
-    networks: str = AUTO
-    lpips_weights: Path | None = None
-    vgg19_weights: Path | None = None
-    inception_weights: Path | None = None
-    clip_model: str = "openai/clip-vit-base-patch16"
+    networks: NetworkSettings = field(default_factory=NetworkSettings)
     bootstrap: int = 20
     kid_subset_size: int = 1000
     device: torch.device | None = None
     out: Path | None = None
     overwrite: bool = False
-    command: str = "syncguide eval"
+    command_line: str = "syncguide eval"
 
     @property
     def out_dir(self) -> Path:
@@ -92,7 +98,7 @@ def evaluate(settings: EvalSettings, state: Any = None) -> dict[str, Any]:
     (``results.json``, ``results.md``, plots) to ``settings.out_dir``. Returns the results (empty elsewhere)."""
     state = state or process_state()
     inputs = check_inputs(settings)
-    networks = _load(settings, inputs.networks, settings.device or state.device)
+    networks = _load(settings.networks, inputs.networks, settings.device or state.device)
     metrics = check_metrics(settings, inputs, networks)
     names = {**networks.names, **({"judge": networks.judge.description} if networks.judge else {})}
     metric_settings = MetricSettings(
@@ -130,7 +136,7 @@ def check_inputs(settings: EvalSettings) -> EvalInputs:
     needed = sorted(set(settings.metrics or ()) & set(NEEDS_REFERENCE))
     if not references and needed:
         raise SettingError("reference", f"needed for {', '.join(needed)}")
-    return EvalInputs(panoramas, references, crop, resolve_networks(settings.networks, panoramas))
+    return EvalInputs(panoramas, references, crop, resolve_networks(settings.networks.name, panoramas))
 
 
 def resolve_networks(choice: str, panoramas: list[Panorama]) -> str:
@@ -158,13 +164,12 @@ def check_metrics(settings: EvalSettings, inputs: EvalInputs, networks: MetricNe
     return tuple(settings.metrics)
 
 
-def _load(settings: EvalSettings, name: str, device: torch.device) -> MetricNetworks:
+def _load(settings: NetworkSettings, name: str, device: torch.device) -> MetricNetworks:
     if name != REAL:
         return load_networks(name, device)
-    weights = {"lpips_weights": settings.lpips_weights, "vgg19_weights": settings.vgg19_weights}
-    weights["inception_weights"] = settings.inception_weights
+    weights = (settings.lpips_weights, settings.vgg19_weights, settings.inception_weights)
     try:
-        return load_networks(REAL, device, **weights, clip=settings.clip_model)
+        return real_networks(device, *weights, clip=settings.clip_model)
     except Exception as error:  # no weights offline, a bad file: one error naming the setting
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SettingError("networks", f"cannot load the real metric networks ({first}); try 'demo'") from None
@@ -213,5 +218,5 @@ def summarize_methods(settings: EvalSettings, inputs: EvalInputs, metric_setting
         "crop": metric_settings.crop,
         "n_references": len(inputs.references),
         "metrics": list(metric_settings.metrics),
-        "command": settings.command,
+        "command": settings.command_line,
     }
