@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from syncguide import __version__
+from syncguide import __version__, registry
 from syncguide.cli.guidance_args import (
     add_guidance_options,
     build_guidance,
@@ -76,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     demo = args.model is None
     if demo:
-        from syncguide.demo.bundled import bundled
-
-        args.model = str(bundled("ddpm"))
+        args.model = str(registry.lookup("model", "demo-ddpm")())
         args.clip = args.clip or DEMO_CLIP
         print(f"syncguide: using the bundled demo DDPM ({args.model}); pass --model for a real one.", file=sys.stderr)
     fill_weights(args, *(DEMO_WEIGHTS if demo else PAPER_WEIGHTS))
