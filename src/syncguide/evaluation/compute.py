@@ -56,10 +56,8 @@ def compute_records(
 ) -> int:
     """Write the missing records of this process's share under ``cache``; wait for every process.
 
-    The ``judge`` metric uses ``networks.judge``. Returns how many records this process computed (0 when
-    everything was cached)."""
+    Returns how many records this process computed (0 when everything was cached)."""
     record_settings = settings.record_settings()
-    judge = networks.judge.agreement if networks.judge is not None else None
     jobs = [("panoramas", p.path, p.prompt) for p in panoramas] + [("references", r, None) for r in references]
     mine = shard(jobs, state.process_index, state.num_processes)
     computed = 0
@@ -70,7 +68,7 @@ def compute_records(
             continue
         image = load_images([path])[0]
         if kind == "panoramas":
-            record = panorama_record(image, prompt, path, networks, settings.crop, settings.metrics, judge)
+            record = panorama_record(image, prompt, path, networks, settings.crop, settings.metrics)
         else:
             record = reference_record(image, networks)
         save_record(target, record, stamp)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +45,11 @@ def panorama_record(
     networks: MetricNetworks,
     crop: int,
     metrics: tuple[str, ...],
-    judge: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The record of one panorama ``(3, H, W)`` in [0, 1] for the requested ``metrics``.
 
     Keys: ``intra_lpips`` (1,), ``intra_style_sum`` / ``intra_style_mean`` (1,), ``crop_features`` (n, D),
-    ``random_features`` (1, D), ``clip_score`` (1,), ``judge`` (1,). ``judge`` maps panoramas ``(B, 3, H, W)``
-    in [0, 1] to per-panorama agreement ``(B,)``.
+    ``random_features`` (1, D), ``clip_score`` (1,), ``judge`` (1,) (the crop agreement of ``networks.judge``).
     """
     from syncguide.metrics.clip_score import clip_score
     from syncguide.metrics.pairwise import intra_lpips, intra_style_loss
@@ -74,8 +71,8 @@ def panorama_record(
             record["random_features"] = networks.features(random)
         if "clip-score" in metrics:
             record["clip_score"] = clip_score(random, [prompt], networks.clip).reshape(1)
-        if "judge" in metrics and judge is not None:
-            record["judge"] = judge(x).reshape(1)
+        if "judge" in metrics and networks.judge is not None:
+            record["judge"] = networks.judge.agreement(x).reshape(1)
     return {k: v.detach().float().cpu().contiguous() for k, v in record.items()}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def check_panoramas(panoramas: torch.Tensor, size: int, name: str = "panoramas") -> int:
+def window_count(panoramas: torch.Tensor, size: int, name: str = "panoramas") -> int:
     """The number of window crops ``W // size`` of ``panoramas`` ``(B, 3, H, W)``; ValueError unless H == size and
     W is a positive multiple of ``size``."""
     if panoramas.ndim != 4 or panoramas.shape[1] != 3:
@@ -21,7 +21,7 @@ def check_panoramas(panoramas: torch.Tensor, size: int, name: str = "panoramas")
 def window_crops(panoramas: torch.Tensor, size: int) -> torch.Tensor:
     """Non-overlapping ``size`` x ``size`` crops, left to right: ``(B, 3, size, W)`` -> ``(B, n, 3, size, size)``,
     n = W // size."""
-    n = check_panoramas(panoramas, size)
+    n = window_count(panoramas, size)
     batch = panoramas.shape[0]
     return panoramas.reshape(batch, 3, size, n, size).permute(0, 3, 1, 2, 4)
 
@@ -32,7 +32,7 @@ def random_crops(panoramas: torch.Tensor, size: int, generator: torch.Generator 
     Each horizontal offset is drawn uniformly from 0..W-size (inclusive) with ``generator`` (on the CPU), so crops
     may straddle window boundaries, as the FID/KID/CLIP-S protocol's random crop does.
     """
-    check_panoramas(panoramas, size)
+    window_count(panoramas, size)
     width = panoramas.shape[-1]
     offsets = torch.randint(0, width - size + 1, (panoramas.shape[0],), generator=generator).tolist()
     return torch.stack([image[..., x : x + size] for image, x in zip(panoramas, offsets, strict=True)])
