@@ -21,8 +21,8 @@ from PIL import Image
 
 from syncguide import SyncDiffusionPipeline
 from syncguide.demo.bundled import bundled
+from syncguide.demo.judge import load_judge
 from syncguide.demo.judging import coherence
-from syncguide.demo.train.judge import load_judge
 from syncguide.guidance.perceptual import clip_feature_distance
 
 PROMPTS = ("a photo of mountains", "a landscape by a lake", "a photo of hills with trees")

@@ -28,8 +28,8 @@ from PIL import Image, ImageDraw
 
 from syncguide import Layout, Region, SyncDiffusionPipeline
 from syncguide.demo.bundled import bundled
+from syncguide.demo.judge import load_judge
 from syncguide.demo.judging import CROP, crop_predictions
-from syncguide.demo.train.judge import load_judge
 from syncguide.demo.world import SEASONS, TIMES
 from syncguide.guidance.perceptual import clip_feature_distance
 

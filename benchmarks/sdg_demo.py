@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 
 from syncguide.demo.bundled import bundled
+from syncguide.demo.judge import load_judge, to_resolution
 from syncguide.demo.train.clip import SEASON_PROMPTS, TIME_PROMPTS
 from syncguide.demo.train.common import make_crops
-from syncguide.demo.train.judge import load_judge, to_resolution
 from syncguide.guidance.perceptual import clip_feature_distance
 from syncguide.guidance.semantic import ContentGuidance, Guidance, StyleGuidance, TextGuidance, gram
 from syncguide.metrics.frechet import frechet_distance

@@ -21,8 +21,8 @@ import torch
 
 from syncguide import SyncDiffusionPipeline
 from syncguide.demo.bundled import bundled
+from syncguide.demo.judge import load_judge
 from syncguide.demo.judging import coherence, crop_predictions, crops
-from syncguide.demo.train.judge import load_judge
 from syncguide.demo.world import SEASONS, TIMES, generate
 from syncguide.guidance.perceptual import clip_feature_distance
 from syncguide.guidance.semantic import StyleGuidance

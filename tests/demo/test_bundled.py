@@ -8,8 +8,8 @@ from transformers import CLIPModel, CLIPTokenizer
 
 from syncguide.cli.main import main
 from syncguide.demo.bundled import BUNDLED, MODELS, bundled
+from syncguide.demo.judge import load_judge
 from syncguide.demo.train.common import make_crops
-from syncguide.demo.train.judge import load_judge
 from syncguide.demo.world import VOCABULARY
 
 

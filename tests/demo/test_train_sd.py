@@ -82,7 +82,7 @@ def test_export_loads_as_stable_diffusion_and_panorama_pipeline(tmp_path, vae_di
     assert all(torch.equal(v, text[k]) for k, v in clip.text_model.state_dict().items())
     pipe = SyncDiffusionPipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
-    assert (pipe.model.window, pipe.model.vae_scale) == (16, 4)
+    assert (pipe.backbone.window, pipe.backbone.vae_scale) == (16, 4)
     image = pipe(
         "a photo of mountains", height=64, width=128, stride=8, num_inference_steps=2, sync_weight=0, output_type="np"
     ).images

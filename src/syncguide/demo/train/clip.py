@@ -9,7 +9,7 @@ normalisation (mean = std = 0.5), so tensors go in directly as ``pixel_values``.
 Example::
 
     model_dir = train(Path("runs/clip"), steps=2000)
-    model, tokenizer, processor = load_clip(model_dir)
+    model, tokenizer, processor = load_clip_parts(model_dir)
     print(evaluate(model_dir))
 """
 
@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 from transformers.utils import logging as hf_logging
 
-from syncguide.demo.train.common import make_crops
+from syncguide.demo.train.common import load_crops, optimizer_step, run_steps, warmup_cosine_lr
 from syncguide.demo.world import SEASONS, TERRAINS, TIMES, VOCABULARY, WATERS, caption, crop_dataset
 from syncguide.models.tokenizer import build_tokenizer, check_tokenizer
-from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator, timer, train_loop
+from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator
 
 __all__ = [
     "DEFAULT_TEXT_CONFIG",
@@ -45,7 +45,7 @@ __all__ = [
     "encode_images",
     "encode_texts",
     "evaluate",
-    "load_clip",
+    "load_clip_parts",
     "make_processor",
     "make_tokenizer",
     "save_clip",
@@ -131,7 +131,7 @@ def save_clip(model: CLIPModel, tokenizer: CLIPTokenizer, directory: str | Path)
     return directory
 
 
-def load_clip(directory: str | Path) -> tuple[CLIPModel, CLIPTokenizer, CLIPImageProcessor]:
+def load_clip_parts(directory: str | Path) -> tuple[CLIPModel, CLIPTokenizer, CLIPImageProcessor]:
     """``(model in eval mode, tokenizer, processor)`` exported by ``save_clip`` (offline, safetensors)."""
     directory = Path(directory)
     model = CLIPModel.from_pretrained(directory, use_safetensors=True, local_files_only=True).eval()
@@ -199,13 +199,6 @@ def encode_images(model: CLIPModel, images: torch.Tensor, batch_size: int = 250)
     return F.normalize(torch.cat(chunks), dim=-1)
 
 
-def _learning_rate(step: int, total: int, lr: float, warmup: int) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def _optimizer(model: CLIPModel, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
@@ -258,9 +251,7 @@ def train(
     }
     start = resume_step(checkpoint, {"clip": model}, optimizer, settings, resume)
     if start < steps:
-        with timer() as t:
-            data = make_crops(seed, n_data)
-        print(f"clip: {len(data)} training crops in {t['seconds']:.1f} s; steps {start} -> {steps}", flush=True)
+        data = load_crops("clip", seed, n_data, start, steps)
         model.train()
         max_scale = math.log(100.0)
 
@@ -270,12 +261,8 @@ def train(
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
             texts = batch_captions(labels, rng, full_prob)
             images = augment(images, generator, lowres_prob)
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(k, steps, lr, warmup)
             loss = clip_loss(model, tokenizer, images, texts)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimizer_step(optimizer, loss, warmup_cosine_lr(k, steps, lr, warmup))
             with torch.no_grad():
                 model.logit_scale.clamp_(max=max_scale)
             return float(loss.detach())
@@ -283,9 +270,7 @@ def train(
         def save(k: int) -> None:
             checkpoint.save(k, {"clip": model}, optimizer, settings)
 
-        end = steps if stop_at is None else max(start, min(steps, stop_at))
-        train_loop(step_fn, start, end, save, every=every, desc="clip")
-        if end < steps:
+        if not run_steps(step_fn, start, steps, stop_at, save, every, "clip"):
             return checkpoint.directory
     return save_clip(model.eval(), tokenizer, out / "model")
 
@@ -311,7 +296,7 @@ def evaluate(
     the values (``TIME_PROMPTS`` ...) over all crops.
     """
     hf_logging.set_verbosity_error()
-    model, tokenizer, _ = load_clip(model_dir)
+    model, tokenizer, _ = load_clip_parts(model_dir)
     total = rounds * group
     pixels, raw_labels, _ = crop_dataset(seed, total, crops_per_panorama=crops_per_panorama)
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1

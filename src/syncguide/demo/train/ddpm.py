@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from syncguide.demo.train.common import make_crops
+from syncguide.demo.train.common import config_from_overrides, make_crops, optimizer_step, warmup_cosine_lr
 from syncguide.demo.world import SEASONS, TIMES
 from syncguide.training import Checkpoint, batch_indices, final_loss, step_generator, timer, train_loop
 
@@ -69,13 +69,8 @@ class DDPMConfig:
 
     @classmethod
     def from_overrides(cls, **overrides: Any) -> DDPMConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise TypeError(f"unknown DDPM option(s) {sorted(unknown)}; known: {sorted(names)}")
-        if "block_out_channels" in overrides:
-            overrides["block_out_channels"] = tuple(overrides["block_out_channels"])
-        return cls(**overrides)
+        """The config with ``overrides`` (TypeError for unknown fields)."""
+        return config_from_overrides(cls, "DDPM", overrides)
 
 
 def build_unet(config: DDPMConfig | None = None, seed: int = 0) -> UNet2DModel:
@@ -120,10 +115,7 @@ def ddpm_loss(
 
 
 def _lr(config: DDPMConfig, k: int, steps: int) -> float:
-    if k < config.warmup:
-        return config.lr * (k + 1) / config.warmup
-    progress = (k - config.warmup) / max(1, steps - config.warmup)
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine_lr(k, steps, config.lr, config.warmup, config.min_lr_ratio)
 
 
 @torch.no_grad()
@@ -171,13 +163,8 @@ def train(
         if config.flip:
             flip = torch.rand(batch_size, generator=generator) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(config, k, steps)
         loss = ddpm_loss(unet, scheduler, x, generator, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), config.grad_clip)
-        optimizer.step()
+        optimizer_step(optimizer, loss, _lr(config, k, steps), (unet.parameters(), config.grad_clip))
         _ema_update(ema, unet, config.ema_decay, k)
         return loss.item()
 
@@ -324,7 +311,7 @@ def evaluate(
     }
     coverage = result["colour"]["samples"]
     if judge_dir is not None:
-        from syncguide.demo.train.judge import load_judge
+        from syncguide.demo.judge import load_judge
 
         judged = load_judge(judge_dir).predict(images)
         result["judge"] = {a: _fractions(judged[a], v) for a, v in (("time", TIMES), ("season", SEASONS))}

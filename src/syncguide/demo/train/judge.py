@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from syncguide.demo.judge import ATTRIBUTES, DEFAULT_CONFIG, Judge, load_judge, save_judge
-from syncguide.demo.train.common import make_crops
-from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator, timer, train_loop
+from syncguide.demo.train.common import load_crops, make_crops, optimizer_step, run_steps, warmup_cosine_lr
+from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator
 
 __all__ = ["augment", "evaluate", "judge_loss", "lowres_roundtrip", "train"]
 
@@ -44,13 +43,6 @@ def judge_loss(judge: Judge, images: torch.Tensor, labels: dict[str, torch.Tenso
     """Sum over the attributes of the cross-entropy of ``judge(images)`` against ``labels``."""
     logits = judge(images)
     return sum(F.cross_entropy(logits[name], labels[name]) for name in ATTRIBUTES)  # type: ignore[return-value]
-
-
-def _learning_rate(step: int, total: int, lr: float, warmup: int) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def train(
@@ -85,29 +77,21 @@ def train(
     settings = {"seed": seed, "batch_size": batch_size, "n_data": n_data, "lr": lr, "steps": steps}
     start = resume_step(checkpoint, {"judge": judge}, optimizer, settings, resume)
     if start < steps:
-        with timer() as t:
-            data = make_crops(seed, n_data)
-        print(f"judge: {len(data)} training crops in {t['seconds']:.1f} s; steps {start} -> {steps}", flush=True)
+        data = load_crops("judge", seed, n_data, start, steps)
         judge.train()
 
         def step_fn(k: int) -> float:
             generator = step_generator(seed, k)
             images, labels, _ = data.batch(batch_indices(len(data), batch_size, generator))
             images = augment(images, generator)
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(k, steps, lr, warmup)
             loss = judge_loss(judge, images, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimizer_step(optimizer, loss, warmup_cosine_lr(k, steps, lr, warmup))
             return float(loss.detach())
 
         def save(k: int) -> None:
             checkpoint.save(k, {"judge": judge}, optimizer, settings)
 
-        end = steps if stop_at is None else max(start, min(steps, stop_at))
-        train_loop(step_fn, start, end, save, every=every, desc="judge")
-        if end < steps:
+        if not run_steps(step_fn, start, steps, stop_at, save, every, "judge"):
             return checkpoint.directory
     return save_judge(judge.eval(), out / "model")
 

@@ -25,7 +25,7 @@ from diffusers import (
 )
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
-from syncguide.demo.train.common import make_crops
+from syncguide.demo.train.common import make_crops, optimizer_step
 from syncguide.demo.world import SEASONS, TIMES, caption
 from syncguide.models.tokenizer import check_tokenizer
 from syncguide.training import Checkpoint, batch_indices, resume_step, step_generator, train_loop
@@ -155,9 +155,7 @@ def train(
         t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch_size,), generator=g)
         pred = unet(noise_schedule.add_noise(latents, noise, t), t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred, noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer_step(optimizer, loss)
         return loss.item()
 
     unet.train()
@@ -191,7 +189,7 @@ def evaluate(model_dir: Path, judge_dir: Path, n: int = 8, steps: int = 25, cfg:
     For every (time, season) pair, ``n`` samples of a caption naming exactly those two attributes (fresh seeds,
     DDIM ``steps``, CFG ``cfg``). Returns match rates in [0, 1]: ``time``, ``season``, ``both``, and per prompt.
     """
-    from syncguide.demo.train.judge import load_judge
+    from syncguide.demo.judge import load_judge
 
     pipe = StableDiffusionPipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)

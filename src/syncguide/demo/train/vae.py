@@ -17,8 +17,7 @@ Example::
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from syncguide.demo.train.common import make_crops
+from syncguide.demo.train.common import config_from_overrides, make_crops, optimizer_step, warmup_cosine_lr
 from syncguide.training import (
     Checkpoint,
     batch_indices,
@@ -79,13 +78,8 @@ class VAEConfig:
 
     @classmethod
     def from_overrides(cls, **overrides: Any) -> VAEConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise TypeError(f"unknown VAE option(s) {sorted(unknown)}; known: {sorted(names)}")
-        if "block_out_channels" in overrides:
-            overrides["block_out_channels"] = tuple(overrides["block_out_channels"])
-        return cls(**overrides)
+        """The config with ``overrides`` (TypeError for unknown fields)."""
+        return config_from_overrides(cls, "VAE", overrides)
 
 
 def build_vae(config: VAEConfig | None = None, seed: int = 0) -> AutoencoderKL:
@@ -129,10 +123,7 @@ def vae_loss(
 
 
 def _lr(config: VAEConfig, k: int, steps: int) -> float:
-    if k < config.warmup:
-        return config.lr * (k + 1) / config.warmup
-    progress = (k - config.warmup) / max(1, steps - config.warmup)
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine_lr(k, steps, config.lr, config.warmup, config.min_lr_ratio)
 
 
 @torch.no_grad()
@@ -174,13 +165,8 @@ def train(
     def step(k: int) -> float:
         generator = step_generator(seed, k)
         x = data.images[batch_indices(len(data), batch_size, generator)]
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(config, k, steps)
         loss, _ = vae_loss(vae, x, generator, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), config.grad_clip)
-        optimizer.step()
+        optimizer_step(optimizer, loss, _lr(config, k, steps), (vae.parameters(), config.grad_clip))
         return loss.item()
 
     def save(k: int) -> None:
@@ -289,18 +275,14 @@ def finetune_decoder(
     def step(k: int) -> float:
         generator = step_generator(seed, k)
         x = data.images[batch_indices(len(data), batch_size, generator)]
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(config, k, steps)
+        lr_k = _lr(config, k, steps)
         with torch.no_grad():
             posterior = vae.encode(x).latent_dist
             z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             rec = vae.decode(z).sample.float()
         loss = (rec - x).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        optimizer_step(optimizer, loss, lr_k, (params, 1.0))
         return loss.item()
 
     vae.decoder.train()
