@@ -56,6 +56,20 @@ class PanoramaOutput(BaseOutput):
     nsfw_content_detected: list[bool] | None = None
 
 
+@dataclass(frozen=True)
+class _Call:
+    """The per-call arguments shared by ``__call__`` and ``layout`` besides the prompts and settings."""
+
+    generator: torch.Generator | list[torch.Generator] | None
+    latents: torch.Tensor | None
+    output_type: str
+    return_dict: bool
+    callback_on_step_end: Callable[..., dict] | None
+    tensor_inputs: Sequence[str]
+    perceptual_loss: PerceptualLoss | None
+    semantic_guidance: Guidance | None
+
+
 class SyncDiffusionPipeline(DiffusionPipeline):
     """Wide images from a text prompt by joint diffusion of overlapping windows, optionally synchronised.
 
@@ -159,10 +173,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         settings = PanoramaSettings.build(settings, **options)
         self._check_call(output_type, callback_on_step_end_tensor_inputs)
         cond = self._encode(prompt, settings, prompt_embeds, negative_prompt_embeds)
-        return self._generate(
-            [cond],
-            None,
-            settings,
+        call = _Call(
             generator,
             latents,
             output_type,
@@ -172,6 +183,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             perceptual_loss,
             semantic_guidance,
         )
+        return self._generate([cond], None, settings, call)
 
     def layout(
         self,
@@ -213,10 +225,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         n = settings.num_images_per_prompt
         negatives = [settings.negative_prompt] * n if settings.guidance_scale > 1 else None
         conds = [self.backbone.encode_prompt([p] * n, negatives) for p in layout.prompts]
-        return self._generate(
-            conds,
-            layout,
-            settings,
+        call = _Call(
             generator,
             latents,
             output_type,
@@ -226,6 +235,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             perceptual_loss,
             semantic_guidance,
         )
+        return self._generate(conds, layout, settings, call)
 
     def _check_call(self, output_type: str, tensor_inputs: Sequence[str]) -> None:
         """ValueError for a bad output type, callback tensor name or scheduler, before any work."""
@@ -261,25 +271,14 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         return cond.select(torch.arange(n_prompts).repeat_interleave(per_prompt))
 
     def _generate(
-        self,
-        conds: list[Conditioning],
-        layout: Layout | None,
-        settings: PanoramaSettings,
-        generator: Any,
-        latents: torch.Tensor | None,
-        output_type: str,
-        return_dict: bool,
-        callback_on_step_end: Callable[..., dict] | None,
-        tensor_inputs: Sequence[str],
-        perceptual_loss: PerceptualLoss | None,
-        semantic_guidance: Guidance | None,
+        self, conds: list[Conditioning], layout: Layout | None, settings: PanoramaSettings, call: _Call
     ) -> PanoramaOutput | tuple:
         """Sample the canvas of ``conds`` (one per prompt of ``layout``; one for a plain panorama) and decode it."""
         backbone, device = self.backbone, self._execution_device
         window, size, windows = _canvas(backbone, settings)
         plan = panorama_plan(windows) if layout is None else region_plan(layout.masks(*size).to(device), windows)
         b = conds[0].rows
-        latents = self._initial_latents((b, backbone.latent_channels, *size), generator, latents, device)
+        latents = self._initial_latents((b, backbone.latent_channels, *size), call.generator, call.latents, device)
         self.scheduler.set_timesteps(settings.num_inference_steps, device=device)
         rows_per_call = settings.view_batch_size * b
         denoiser = WindowDenoiser(
@@ -290,46 +289,44 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             rows_per_call,
             plan.positions(b, backbone.vae_scale).to(device),
         )
-        hooks = self._hooks(settings, layout, window, generator, device, perceptual_loss, semantic_guidance, b)
+        hooks = self._hooks(settings, layout, window, call, device, b)
         callback = None
-        if callback_on_step_end is not None:
-            callback = self._wrap_callback(callback_on_step_end, tensor_inputs)
+        if call.callback_on_step_end is not None:
+            callback = self._wrap_callback(call.callback_on_step_end, call.tensor_inputs)
         latents = sample_joint(
             denoiser,
             latents,
             plan,
             hooks,
             callback,
-            denoised="denoised" in tensor_inputs,
+            denoised="denoised" in call.tensor_inputs,
             progress=lambda steps: self.progress_bar(steps),
-            generator=_first(generator),
+            generator=_first(call.generator),
             eta=settings.eta,
         )
-        images = self._postprocess(
-            backbone, latents, output_type, seam_padding(window) if settings.circular_padding else 0
-        )
+        wrap = seam_padding(window) if settings.circular_padding else 0
+        images = self._postprocess(backbone, latents, call.output_type, wrap)
         self.maybe_free_model_hooks()
-        return PanoramaOutput(images=images) if return_dict else (images, None)
+        return PanoramaOutput(images=images) if call.return_dict else (images, None)
 
     def _hooks(
         self,
         settings: PanoramaSettings,
         layout: Layout | None,
         window: int,
-        generator: Any,
+        call: _Call,
         device: torch.device,
-        perceptual_loss: PerceptualLoss | None,
-        semantic_guidance: Guidance | None,
         b: int,
     ) -> list[StepHook]:
         """Bootstrapping (layouts with regions), sync (unless it never runs), SDG (if given), in this order."""
         hooks: list[StepHook] = []
         n_bootstrap = round(settings.bootstrap_fraction * settings.num_inference_steps)
         if layout is not None and layout.regions and n_bootstrap:
-            colours = flat_colours(self.backbone, n_bootstrap, window, _first(generator), device)
-            hooks.append(BootstrapHook(Bootstrap(n_bootstrap, colours, _first(generator))))
+            generator = _first(call.generator)
+            colours = flat_colours(self.backbone, n_bootstrap, window, generator, device)
+            hooks.append(BootstrapHook(Bootstrap(n_bootstrap, colours, generator)))
         if settings.syncs:
-            loss = perceptual_loss or self.default_perceptual_loss()
+            loss = call.perceptual_loss or self.default_perceptual_loss()
             options = SyncOptions(
                 settings.sync_schedule(),
                 loss,
@@ -337,8 +334,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 settings.sync_checkpointing,
             )
             hooks.append(SyncHook(options, None if layout is not None and settings.sync_regions else [0]))
-        if semantic_guidance is not None:
-            hooks.append(SemanticHook(semantic_guidance, settings.view_batch_size * b))
+        if call.semantic_guidance is not None:
+            hooks.append(SemanticHook(call.semantic_guidance, settings.view_batch_size * b))
         return hooks
 
     def _initial_latents(
