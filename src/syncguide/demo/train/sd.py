@@ -168,16 +168,9 @@ def export(
 ) -> Path:
     """Save the pipeline in diffusers format (safetensors) with a DDIM scheduler."""
     scheduler = DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    models = {"vae": vae, "text_encoder": text, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
+    no_safety = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    pipe = StableDiffusionPipeline(**models, **no_safety)
     pipe.save_pretrained(directory, safe_serialization=True)
     return Path(directory)
 

@@ -26,15 +26,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from syncguide.demo.train.common import config_from_overrides, make_crops, optimizer_step, warmup_cosine_lr
-from syncguide.training import (
-    Checkpoint,
-    batch_indices,
-    final_loss,
-    resume_step,
-    step_generator,
-    timer,
-    train_loop,
-)
+from syncguide.training import Checkpoint, batch_indices, final_loss, resume_step, step_generator, timer, train_loop
 
 __all__ = [
     "VAEConfig",
