@@ -26,12 +26,15 @@ import torch
 from PIL import Image
 
 from syncguide.demo.bundled import bundled
-from syncguide.demo.judge import load_judge, to_resolution
+from syncguide.demo.judge import load_judge
+from syncguide.demo.networks import JudgeFeatures, judge_maps
 from syncguide.demo.train.clip import SEASON_PROMPTS, TIME_PROMPTS
 from syncguide.demo.train.common import make_crops
 from syncguide.guidance.perceptual import clip_feature_distance
 from syncguide.guidance.semantic import ContentGuidance, Guidance, StyleGuidance, TextGuidance, gram
 from syncguide.metrics.frechet import frechet_distance
+from syncguide.metrics.pairwise import style_loss
+from syncguide.metrics.retrieval import topk_retrieval
 from syncguide.models.guidance_clip import load_clip
 from syncguide.sdg_pipeline import SemanticGuidancePipeline
 
@@ -62,18 +65,23 @@ def sample(pipe, n: int, seed: int, guidance: Guidance | None, steps: int, batch
     return torch.cat(out)
 
 
-def judged(judge, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    return judge.predict(images * 2 - 1)
+def text_guidance(weight: float, encoder, prompt: str) -> TextGuidance | None:
+    """Text guidance towards ``prompt`` at ``weight`` (None, unguided, at weight 0)."""
+    return TextGuidance(weight=weight, encoder=encoder, text=prompt) if weight > 0 else None
+
+
+def success_rate(judge, images: torch.Tensor, attribute: str, value: str) -> float:
+    """The share of ``images`` (in [0, 1]) the judge gives ``value`` of ``attribute``."""
+    predicted = judge.predict(images * 2 - 1)[attribute]
+    return (predicted == ATTRIBUTE_VALUES[attribute].index(value)).float().mean().item()
 
 
 def text_rates(pipe, judge, encoder, weight: float, args) -> dict[str, float]:
     """Judge's rate of each asked value under text guidance with ``encoder`` at ``weight``."""
     rates = {}
     for (attribute, value), prompt in VALUES.items():
-        guidance = TextGuidance(weight=weight, encoder=encoder, text=prompt) if weight > 0 else None
-        images = sample(pipe, args.n, args.seed, guidance, args.steps)
-        pred = judged(judge, images)[attribute]
-        rates[value] = (pred == ATTRIBUTE_VALUES[attribute].index(value)).float().mean().item()
+        images = sample(pipe, args.n, args.seed, text_guidance(weight, encoder, prompt), args.steps)
+        rates[value] = success_rate(judge, images, attribute, value)
     return rates
 
 
@@ -87,27 +95,21 @@ def diversity(distance, images: torch.Tensor, pairs: int = 64) -> float:
         return distance(a, b).mean().item()
 
 
-def judge_features(judge, images01: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return judge.features(to_resolution(images01 * 2 - 1))
-
-
 def sweep(pipe, judge, encoder, args) -> list[dict]:
     """Per text weight: success rate over all values, diversity and Fréchet distance to real crops."""
     distance = clip_feature_distance(bundled("clip"))
+    features = JudgeFeatures(judge)
     real = (make_crops(4321, 512, size=32).images + 1) / 2
-    real_features = judge_features(judge, real)
+    real_features = features(real)
     rows = []
     for weight in args.sweep:
         success, div, fakes = [], [], []
         for (attribute, value), prompt in VALUES.items():
-            guidance = TextGuidance(weight=weight, encoder=encoder, text=prompt) if weight > 0 else None
-            images = sample(pipe, args.n_sweep, args.seed + 1, guidance, args.steps)
-            pred = judged(judge, images)[attribute]
-            success.append((pred == ATTRIBUTE_VALUES[attribute].index(value)).float().mean().item())
+            images = sample(pipe, args.n_sweep, args.seed + 1, text_guidance(weight, encoder, prompt), args.steps)
+            success.append(success_rate(judge, images, attribute, value))
             div.append(diversity(distance, images))
             fakes.append(images)
-        fid = frechet_distance(judge_features(judge, torch.cat(fakes)), real_features)
+        fid = frechet_distance(features(torch.cat(fakes)), real_features)
         rows.append(
             {"weight": weight, "success": float(np.mean(success)), "diversity": float(np.mean(div)), "fid_demo": fid}
         )
@@ -127,30 +129,22 @@ def content(pipe, judge, encoder, args) -> dict:
     guidance = ContentGuidance(weight=args.image_weight, encoder=encoder, reference=references, **noise)
     guided = sample(pipe, len(references), args.seed, guidance, args.steps)
     plain = sample(pipe, len(references), args.seed, None, args.steps)
-    ref_features = torch.nn.functional.normalize(judge_features(judge, (references + 1) / 2), dim=-1)
+    features = JudgeFeatures(judge)
+    ref_features = features((references + 1) / 2)
 
-    def top1(images: torch.Tensor) -> float:
-        features = torch.nn.functional.normalize(judge_features(judge, images), dim=-1)
-        return (features @ ref_features.T).argmax(1).eq(torch.arange(len(images))).float().mean().item()
+    def top1(images: torch.Tensor) -> float:  # each sample's own reference is the one of its index
+        return topk_retrieval(features(images), ref_features, torch.arange(len(images)), ks=(1,))[1]
 
     save_grid([(references + 1) / 2, plain, guided], args.out / "content.png")
     return {"guided_top1": top1(guided), "unguided_top1": top1(plain), "references": len(references)}
 
 
 def gram_distance(judge, images01: torch.Tensor, reference01: torch.Tensor) -> torch.Tensor:
-    """Per sample: sum over the judge's conv stages of the MSE between Gram matrices (sample vs reference)."""
+    """Per sample: sum over the judge's conv stages of the MSE between Gram matrices (sample vs reference), the
+    Gatys style loss of :func:`syncguide.metrics.pairwise.style_loss`."""
     with torch.no_grad():
-        maps_x, maps_r = _stage_maps(judge, images01), _stage_maps(judge, reference01)
-        return sum(((gram(x) - gram(r)) ** 2).flatten(1).mean(-1) for x, r in zip(maps_x, maps_r, strict=True))
-
-
-def _stage_maps(judge, images01: torch.Tensor) -> list[torch.Tensor]:
-    x, maps = to_resolution(images01 * 2 - 1), []
-    for layer in judge.body:
-        x = layer(x)
-        if isinstance(layer, torch.nn.SiLU):
-            maps.append(x.flatten(2))
-    return maps
+        grams = [[gram(m.flatten(2)) for m in judge_maps(judge, x * 2 - 1)] for x in (images01, reference01)]
+        return style_loss(*grams)
 
 
 def style(pipe, judge, encoder, args) -> dict:
@@ -214,34 +208,36 @@ def text_picture(pipe, encoder, weight: float, args) -> None:
     save_grid(rows, args.out / "text.png")
 
 
+def table_head(title: str, columns: list[str], *intro: str) -> list[str]:
+    """The first lines of a Markdown section: its heading, any intro paragraphs, the table's header and rule."""
+    paragraphs = [line for paragraph in intro for line in (paragraph, "")]
+    return [f"## {title}", "", *paragraphs, "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def table_row(first: object, values: list[float]) -> str:
+    """A Markdown table row: ``first``, then ``values`` with 3 decimals."""
+    return f"| {first} | " + " | ".join(f"{v:.3f}" for v in values) + " |"
+
+
 def report(results: dict, command: str) -> str:
     """The Markdown summary of ``results`` (what ``results.json`` holds)."""
     lines = [f"Command: `{command}` (CPU; seconds per part: {results.get('seconds')}).", ""]
     if "noisy_zero_shot" in results:
         z = results["noisy_zero_shot"]
-        lines += [
-            "## Reading noisy images: zero-shot accuracy at timestep t (512 fresh crops)",
-            "",
-            "| t | time, plain CLIP | time, noise-aware | season, plain CLIP | season, noise-aware |",
-            "|---|---|---|---|---|",
-        ]
+        columns = ["t", "time, plain CLIP", "time, noise-aware", "season, plain CLIP", "season, noise-aware"]
+        lines += table_head("Reading noisy images: zero-shot accuracy at timestep t (512 fresh crops)", columns)
         for t in z["plain"]["time"]:
-            row = [z[e][a][t] for a in ("time", "season") for e in ("plain", "noise_aware")]
-            lines.append(f"| {t} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+            lines.append(table_row(t, [z[e][a][t] for a in ("time", "season") for e in ("plain", "noise_aware")]))
         lines.append("")
     if "text" in results:
         r = results["text"]
-        lines += [
-            f"## Text guidance (weight {r['weight']:g}, {r['n']} samples per value, DDPM 100 steps)",
-            "",
+        lines += table_head(
+            f"Text guidance (weight {r['weight']:g}, {r['n']} samples per value, DDPM 100 steps)",
+            ["asked value", "unguided", "plain CLIP", "noise-aware CLIP"],
             "Judge's rate of the asked value (same initial noise in every column):",
-            "",
-            "| asked value | unguided | plain CLIP | noise-aware CLIP |",
-            "|---|---|---|---|",
-        ]
+        )
         for value in r["unguided"]:
-            cells = (r["unguided"][value], r["plain_clip"][value], r["noise_aware"][value])
-            lines.append(f"| {value} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
+            lines.append(table_row(value, [r[k][value] for k in ("unguided", "plain_clip", "noise_aware")]))
         means = [np.mean(list(r[k].values())) for k in ("unguided", "plain_clip", "noise_aware")]
         lines += [
             "| **mean** | " + " | ".join(f"**{v:.3f}**" for v in means) + " |",
@@ -250,12 +246,8 @@ def report(results: dict, command: str) -> str:
             "",
         ]
     if "sweep" in results:
-        lines += [
-            "## Text-guidance weight sweep (noise-aware CLIP)",
-            "",
-            "| weight | success rate | diversity (demo-CLIP feature distance) | FID on the judge's features |",
-            "|---|---|---|---|",
-        ]
+        columns = ["weight", "success rate", "diversity (demo-CLIP feature distance)", "FID on the judge's features"]
+        lines += table_head("Text-guidance weight sweep (noise-aware CLIP)", columns)
         for row in results["sweep"]:
             lines.append(
                 f"| {row['weight']:g} | {row['success']:.3f} | {row['diversity']:.3f} | {row['fid_demo']:.2f} |"
