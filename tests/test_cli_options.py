@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from syncguide.cli import demo as demo_cli
 from syncguide.cli.main import main
 from syncguide.cli.options import option_name, usage_message
 from syncguide.errors import SettingError
+from syncguide.settings import PanoramaSettings
+from syncguide.settings import option_name as settings_option_name
 
 
 @pytest.mark.parametrize(
@@ -26,6 +29,12 @@ from syncguide.errors import SettingError
 def test_setting_names_map_to_option_names(setting: str, option: str) -> None:
     assert option_name(setting) == option
     assert usage_message(SettingError(setting, "must be >= 0; got -1")) == f"{option}: must be >= 0; got -1"
+
+
+def test_every_sampling_setting_maps_as_the_settings_module_says() -> None:
+    names = [item.name for item in dataclasses.fields(PanoramaSettings)]
+    assert "bootstrap_fraction" in names and option_name("bootstrap_fraction") == "--bootstrap"
+    assert [option_name(name) for name in names] == [settings_option_name(name) for name in names]
 
 
 def test_a_library_setting_error_is_one_line_naming_the_option(tmp_path: Path, capsys) -> None:

@@ -2,7 +2,7 @@
 
 The library raises :class:`~syncguide.errors.SettingError` with the setting's name (``sync_weight``,
 ``num_inference_steps``); the command line reports it under the option that set it (``--sync-weight``,
-``--steps``). The default is ``--`` and the name with dashes for underscores; :data:`OPTIONS` lists the rest.
+``--steps``), as :func:`syncguide.settings.option_name` maps them, or under a positional argument's metavar.
 """
 
 from __future__ import annotations
@@ -12,24 +12,24 @@ import sys
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from syncguide import settings
 from syncguide.errors import SettingError
 
 T = TypeVar("T")
 
-OPTIONS: dict[str, str] = {
-    "num_inference_steps": "--steps",
-    "guidance_scale": "--cfg",
-    "circular_padding": "--circular",
+POSITIONALS: dict[str, str] = {
     "panorama_dir": "PANORAMA_DIR",
     "manifest": "MANIFEST",
     "prompt": "PROMPT",
 }
-"""Settings whose option is not ``--`` + the name with dashes (positional arguments are named in capitals)."""
+"""Settings set by a positional argument, named by its metavar (in capitals)."""
 
 
 def option_name(setting: str) -> str:
-    """The command-line option of library setting ``setting`` (``sync_weight`` -> ``--sync-weight``)."""
-    return OPTIONS.get(setting, "--" + setting.replace("_", "-"))
+    """The command-line name of library setting ``setting``: a positional's metavar (:data:`POSITIONALS`), else
+    :func:`syncguide.settings.option_name` (``num_inference_steps`` -> ``--steps``, ``sync_weight`` ->
+    ``--sync-weight``)."""
+    return POSITIONALS.get(setting) or settings.option_name(setting)
 
 
 def usage_message(error: SettingError) -> str:
