@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from syncguide.features import gram
 from syncguide.schedulers import q_sample
 
 __all__ = [
@@ -176,12 +177,6 @@ class MultiGuidance(Guidance):
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor | None, i: int = 0, n: int = 1) -> torch.Tensor | None:
         return self.weight * self.objective(x, t, i, n) if self.active(i, n) else None
-
-
-def gram(features: torch.Tensor) -> torch.Tensor:
-    """Per-sample Gram matrices ``(B, C, C)`` = F F^T / (C * N) of feature maps ``(B, C, N)``, in >= float32."""
-    f = _wide(features)
-    return f @ f.transpose(1, 2) / (f.shape[1] * f.shape[2])
 
 
 def guidance_gradient(

@@ -17,23 +17,13 @@ from typing import Literal
 
 import torch
 
+from syncguide.features import gram
 from syncguide.guidance.perceptual import per_image
 from syncguide.metrics.base import Distance, MeanScore, Metric, StyleFeatures, cat_state
 from syncguide.metrics.crops import window_crops
 
 Reduction = Literal["sum", "mean"]
 REDUCTION_LABELS = {"sum": "sum over crop pairs, as the SyncDiffusion reference", "mean": "mean over crop pairs"}
-
-
-def gram(features: torch.Tensor) -> torch.Tensor:
-    """Gram matrices ``F F^T / (C * N)`` ``(B, C, C)`` of feature maps ``(B, C, h, w)`` or ``(B, C, N)`` (N = h*w).
-
-    Computed in at least float32 (half-precision Grams overflow and lose the small entries).
-    """
-    flat = features.flatten(2)
-    flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
-    channels, positions = flat.shape[1:]
-    return flat @ flat.transpose(1, 2) / (channels * positions)
 
 
 def _pairs(n: int) -> list[tuple[int, int]]:
