@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from syncguide import registry
+from syncguide.images import IMAGE_SUFFIXES, SIGNED, image_files, load_images
 from syncguide.models.clip_towers import CLIPTower
 from syncguide.models.guidance_clip import load_base, save_noise_aware
 from syncguide.models.noise_aware import NoiseAwareCLIP
@@ -35,8 +34,6 @@ from syncguide.training import (
     timer,
     train_loop,
 )
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -77,27 +74,18 @@ def diffusion_schedule(model: str) -> tuple[torch.Tensor, int]:
     return scheduler.alphas_cumprod.clone(), int(size)
 
 
-def load_images(data: str, resolution: int, n_demo: int = 4096, seed: int = 0) -> torch.Tensor:
-    """Training images ``(N, 3, R, R)`` in [-1, 1]: ``demo`` (the registered ``demo`` dataset) or every image file
-    in a directory.
+def training_images(data: str, resolution: int, n_demo: int = 4096, seed: int = 0) -> torch.Tensor:
+    """Training images ``(N, 3, R, R)`` in [-1, 1]: ``demo`` (the registered ``demo`` dataset, ``n_demo`` images
+    drawn from ``seed``) or every image file in a directory (:func:`syncguide.images.image_files`).
 
     Files are resized (shorter side to R) and centre-cropped. ValueError if the directory holds no image.
     """
     if data == "demo":
         return registry.lookup("dataset", "demo")(resolution, n_demo, seed)
-    files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(data)
     if not files:
         raise ValueError(f"data: no image files ({', '.join(IMAGE_SUFFIXES)}) in {data}")
-    return torch.stack([_load_image(p, resolution) for p in files])
-
-
-def _load_image(path: Path, resolution: int) -> torch.Tensor:
-    image = Image.open(path).convert("RGB")
-    scale = resolution / min(image.size)
-    image = image.resize((max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale))))
-    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
-    image = image.crop((left, top, left + resolution, top + resolution))
-    return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
+    return load_images(files, value_range=SIGNED, resolution=resolution)
 
 
 def finetune(
@@ -120,7 +108,7 @@ def finetune(
         torch.manual_seed(settings.seed)  # the timestep MLP's initialisation: the same in every (resumed) run
         student = NoiseAwareCLIP(copy.deepcopy(original)).to(device)
     alphas_cumprod, resolution = diffusion_schedule(settings.diffusion)
-    images = load_images(settings.data, resolution, seed=settings.seed)
+    images = training_images(settings.data, resolution, seed=settings.seed)
     optimizer = torch.optim.AdamW(student.trainable_parameters(), lr=settings.lr, weight_decay=0.0)
     for param in student.trainable_parameters():
         param.requires_grad_(True)

@@ -10,7 +10,7 @@ import torch
 
 import syncguide
 from syncguide import registry
-from syncguide.finetune_clip import diffusion_schedule, load_images
+from syncguide.finetune_clip import diffusion_schedule, training_images
 from syncguide.guidance.semantic import ContentGuidance
 from syncguide.models.guidance_clip import load_clip
 from syncguide.schedulers import q_sample
@@ -93,7 +93,7 @@ def test_finetune_demo_data_and_diffusion_come_from_the_registry(monkeypatch, pl
 
     monkeypatch.setitem(registry._factories["dataset"], "demo", dataset)
     monkeypatch.setitem(registry._factories["model"], "demo-ddpm", lambda: tiny_ddpm_dir)
-    images = load_images("demo", 16, n_demo=5, seed=3)
+    images = training_images("demo", 16, n_demo=5, seed=3)
     assert images.shape == (5, 3, 16, 16) and calls == [(16, 5, 3)]
     abar, size = diffusion_schedule("demo")
     expected, expected_size = diffusion_schedule(str(tiny_ddpm_dir))

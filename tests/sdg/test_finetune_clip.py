@@ -70,10 +70,10 @@ def test_finetuning_lowers_the_loss_and_exports_a_loadable_encoder(
     encoder = load_clip(str(out))
     assert isinstance(encoder, NoiseAwareCLIP)
     # The fine-tuned embedding of noisy images matches the clean teacher better than the original encoder's does.
-    from syncguide.finetune_clip import diffusion_schedule, load_images
+    from syncguide.finetune_clip import diffusion_schedule, training_images
 
     abar, size = diffusion_schedule(str(tiny_ddpm_dir))
-    x0 = load_images(str(image_dir), size)[:8]
+    x0 = training_images(str(image_dir), size)[:8]
     t = torch.full((8,), 600)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
     xt = abar[t].sqrt().view(-1, 1, 1, 1) * x0 + (1 - abar[t]).sqrt().view(-1, 1, 1, 1) * noise

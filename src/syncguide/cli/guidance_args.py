@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from syncguide.errors import UsageError
 from syncguide.guidance.semantic import ContentGuidance, Guidance, MultiGuidance, StyleGuidance, TextGuidance
+from syncguide.images import SIGNED, load_images
 
 RESOLUTION_FACTOR = 4  # a CLIP reads images resized by at most this factor either way
 
@@ -69,13 +69,11 @@ def fill_weights(args: argparse.Namespace, text: float, image: float, style: flo
 def read_image(path: Path, option: str) -> torch.Tensor:
     """An image file as ``(1, 3, H, W)`` in [-1, 1]; UsageError naming ``option`` if it cannot be read."""
     try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.float32)
+        return load_images([path], value_range=SIGNED)
     except FileNotFoundError:
         raise UsageError(f"{option}: {path} does not exist") from None
     except (UnidentifiedImageError, OSError) as error:
         raise UsageError(f"{option}: cannot read {path} as an image ({type(error).__name__})") from None
-    return torch.from_numpy(array).permute(2, 0, 1)[None] / 127.5 - 1
 
 
 def load_guidance_clip(spec: str | None, image_size: int, device: torch.device) -> Any:

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from PIL import Image
 
 from syncguide.errors import SettingError
+from syncguide.images import load_images as load_images  # the one image-file loader ([0, 1] by default)
 from syncguide.pngmeta import PARAMETERS_KEY, read_parameters
 
 
@@ -110,12 +109,3 @@ def read_prompts(path: Path) -> list[str]:
     if not prompts:
         raise SettingError("prompts", f"{path} has no prompts (one per line)")
     return prompts
-
-
-def load_images(paths: list[Path]) -> torch.Tensor:
-    """RGB images ``(N, 3, H, W)`` float32 in [0, 1] (all the same size)."""
-    arrays = []
-    for path in paths:
-        with Image.open(path) as image:
-            arrays.append(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

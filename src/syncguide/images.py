@@ -1,0 +1,64 @@
+"""Image files as tensors: the one loader, with the value range stated by every caller.
+
+Metrics read images in [0, 1] (:data:`UNIT`); diffusion models and CLIP guidance read them in [-1, 1]
+(:data:`SIGNED`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["IMAGE_SUFFIXES", "SIGNED", "UNIT", "image_files", "load_images"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+UNIT = (0.0, 1.0)
+SIGNED = (-1.0, 1.0)
+
+
+def load_images(
+    paths: Sequence[str | Path], *, value_range: tuple[float, float] = UNIT, resolution: int | None = None
+) -> torch.Tensor:
+    """RGB image files as float32 ``(N, 3, H, W)`` with 8-bit values mapped linearly onto ``value_range``.
+
+    ``value_range`` is ``(low, high)``: :data:`UNIT` (the default: 0 -> 0, 255 -> 1) or :data:`SIGNED` (0 -> -1,
+    255 -> 1).
+    ``resolution`` R: each image is resized (shorter side to R) and centre-cropped to ``R x R``; None keeps the
+    files' size, which must then be the same for all (ValueError naming both sizes otherwise). PIL's errors
+    (``FileNotFoundError``, ``UnidentifiedImageError``) pass through.
+    """
+    low, high = value_range
+    if not high > low:
+        raise ValueError(f"value_range must be (low, high) with high > low; got {value_range}")
+    arrays = [_read(Path(p), resolution) for p in paths]
+    sizes = {a.shape[:2] for a in arrays}
+    if len(sizes) > 1:
+        raise ValueError(f"images must all have one size (height, width) without a resolution; got {sorted(sizes)}")
+    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return pixels / (255.0 / (high - low)) + low
+
+
+def image_files(directory: str | Path) -> list[Path]:
+    """Every image file (:data:`IMAGE_SUFFIXES`, any case) in ``directory`` and its subdirectories, sorted."""
+    return sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read(path: Path, resolution: int | None) -> np.ndarray:
+    """``(H, W, 3)`` float32 pixel values in [0, 255], resized and centre-cropped to ``resolution`` if given."""
+    with Image.open(path) as file:
+        image = file.convert("RGB")
+    if resolution is not None:
+        image = _centre_square(image, resolution)
+    return np.asarray(image, dtype=np.float32)
+
+
+def _centre_square(image: Image.Image, resolution: int) -> Image.Image:
+    """``image`` resized so that its shorter side is ``resolution``, then its centre ``resolution`` square."""
+    scale = resolution / min(image.size)
+    image = image.resize((max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale))))
+    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+    return image.crop((left, top, left + resolution, top + resolution))
