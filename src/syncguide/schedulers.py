@@ -118,10 +118,19 @@ def check_variance(scheduler: SchedulerMixin, in_channels: int, out_channels: in
 
 def split_output(model_output: torch.Tensor, sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(prediction, predicted variance or None)`` of a model output ``(B, C or 2C, H, W)`` for a sample ``(B, C,
-    H, W)``: a 2C-channel output is split into halves, as diffusers' DDPMScheduler does."""
-    if model_output.shape[1] == 2 * sample.shape[1]:
-        prediction, variance = torch.split(model_output, sample.shape[1], dim=1)
+    H, W)``: a 2C-channel output is split into halves, as diffusers' DDPMScheduler does.
+
+    ValueError for any other channel count (it would broadcast silently against the sample).
+    """
+    channels = sample.shape[1]
+    if model_output.shape[1] == 2 * channels:
+        prediction, variance = torch.split(model_output, channels, dim=1)
         return prediction, variance
+    if model_output.shape[1] != channels:
+        raise ValueError(
+            f"the model output must have the sample's {channels} channels or twice as many (with a predicted "
+            f"variance); got {model_output.shape[1]}"
+        )
     return model_output, None
 
 

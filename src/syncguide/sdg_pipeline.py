@@ -19,6 +19,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 
+from syncguide.errors import SettingError
 from syncguide.guidance.semantic import Guidance
 from syncguide.sampling.guided import sample_unconditional
 from syncguide.schedulers import check_variance
@@ -75,8 +76,10 @@ class SemanticGuidancePipeline(DiffusionPipeline):
         Args:
             semantic_guidance: the semantic guidance (None: plain sampling, the same draws as diffusers'
                 DDPM/DDIM pipelines). ``guidance`` is its deprecated former name (FutureWarning).
-            eta, use_clipped_model_output: DDIM options (ignored by DDPM); ``eta`` in [0, 1] scales DDIM's noise.
-            latents: initial noise ``(B, C, H, W)`` used as given; else drawn from ``generator``.
+            eta, use_clipped_model_output: DDIM options (ignored by DDPM); ``eta`` >= 0 scales DDIM's fresh noise
+                (0: deterministic, 1: the DDPM posterior's variance).
+            latents: initial noise ``(batch_size, C, H, W)`` (the UNet's channels and sample size) used as given;
+                else drawn from ``generator``.
             output_type: ``"pil"``, ``"np"`` (``(B, H, W, C)`` float32 in [0, 1]) or ``"pt"`` (``(B, C, H, W)`` in
                 [0, 1], on the sample's device, in its dtype).
             return_dict: False returns ``(images,)``.
@@ -84,12 +87,15 @@ class SemanticGuidancePipeline(DiffusionPipeline):
                 holds the tensors named in ``callback_on_step_end_tensor_inputs`` (of ``_callback_tensor_inputs``:
                 ``latents`` x_{t-1}, ``denoised`` the x0 prediction at t, both ``(B, C, H, W)``); a returned
                 ``latents`` replaces them.
+
+        Raises:
+            SettingError: a bad argument (named by ``setting``), before any work.
+            ValueError: a UNet output that does not fit the scheduler's ``variance_type``, before any work.
         """
         semantic_guidance = _guidance_argument(semantic_guidance, guidance)
-        self._check_call(batch_size, num_inference_steps, output_type, callback_on_step_end_tensor_inputs)
-        size = self.unet.config.sample_size
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        shape = (batch_size, self.unet.config.in_channels, *size)
+        shape = self._check_call(
+            batch_size, num_inference_steps, eta, latents, output_type, callback_on_step_end_tensor_inputs
+        )
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps)
@@ -107,19 +113,41 @@ class SemanticGuidancePipeline(DiffusionPipeline):
         out = _to_output(x, output_type, self.numpy_to_pil)
         return ImagePipelineOutput(images=out) if return_dict else (out,)
 
-    def _check_call(self, batch_size: int, steps: int, output_type: str, tensor_inputs: Sequence[str]) -> None:
-        """ValueError for a bad argument or a UNet output that does not fit the scheduler, before any work."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+    def _check_call(
+        self,
+        batch_size: int,
+        steps: int,
+        eta: float,
+        latents: torch.Tensor | None,
+        output_type: str,
+        tensor_inputs: Sequence[str],
+    ) -> tuple[int, ...]:
+        """The initial noise's shape ``(batch_size, C, H, W)``; before any work, SettingError for a bad argument and
+        ValueError for a UNet output that does not fit the scheduler's ``variance_type``."""
+        _check_count("batch_size", batch_size)
+        _check_count("num_inference_steps", steps)
+        if not eta >= 0:
+            raise SettingError("eta", f"must be >= 0; got {eta}")
         if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be pil, np or pt; got {output_type!r}")
+            raise SettingError("output_type", f"must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
             known = ", ".join(self._callback_tensor_inputs)
-            raise ValueError(f"callback_on_step_end_tensor_inputs must be among {known}; got {unknown}")
-        check_variance(self.scheduler, self.unet.config.in_channels, self.unet.config.out_channels)
+            raise SettingError("callback_on_step_end_tensor_inputs", f"must be among {known}; got {unknown[0]!r}")
+        config = self.unet.config
+        size = (config.sample_size,) * 2 if isinstance(config.sample_size, int) else tuple(config.sample_size)
+        shape = (batch_size, config.in_channels, *size)
+        if latents is not None and tuple(latents.shape) != shape:
+            rule = f"must have shape {shape} (batch_size, in_channels, sample size); got {tuple(latents.shape)}"
+            raise SettingError("latents", rule)
+        check_variance(self.scheduler, config.in_channels, config.out_channels)
+        return shape
+
+
+def _check_count(setting: str, value: Any) -> None:
+    """SettingError unless ``value`` is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingError(setting, f"must be an integer >= 1; got {value!r}")
 
 
 def _guidance_argument(semantic_guidance: Guidance | None, guidance: Guidance | None) -> Guidance | None:
@@ -130,7 +158,7 @@ def _guidance_argument(semantic_guidance: Guidance | None, guidance: Guidance | 
         "SemanticGuidancePipeline(guidance=...) is deprecated; use semantic_guidance=...", FutureWarning, stacklevel=4
     )
     if semantic_guidance is not None:
-        raise ValueError("give semantic_guidance or its deprecated alias guidance, not both")
+        raise SettingError("semantic_guidance", "must not come with its deprecated alias guidance: give one, not both")
     return guidance
 
 

@@ -60,9 +60,9 @@ def test_ddpm_step_shifts_mean_by_posterior_variance_times_gradient(sdg_pipe) ->
     plain = guided_step(scheduler, eps, x, t, None, step_arguments(scheduler, torch.Generator().manual_seed(1)), -1)
     kwargs = step_arguments(scheduler, torch.Generator().manual_seed(1))
     guided = guided_step(scheduler, eps, x, t, grad, kwargs, prev_t)
-    sigma = step_variance(scheduler, int(t), prev_t)
-    assert sigma == pytest.approx(float(scheduler._get_variance(t)), rel=1e-5)  # diffusers' own (private) value
-    torch.testing.assert_close(guided - plain, sigma * grad)
+    variance = step_variance(scheduler, int(t), prev_t)
+    assert variance == pytest.approx(float(scheduler._get_variance(t)), rel=1e-5)  # diffusers' own (private) value
+    torch.testing.assert_close(guided - plain, variance * grad)
 
 
 def test_ddim_step_shifts_eps_by_sqrt_one_minus_abar(sdg_pipe) -> None:

@@ -8,7 +8,7 @@ from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from syncguide.guidance.semantic import Guidance
 from syncguide.sampling.guided import guided_step
-from syncguide.schedulers import step_arguments, step_variance
+from syncguide.schedulers import split_output, step_arguments, step_variance
 from syncguide.sdg_pipeline import SemanticGuidancePipeline
 
 
@@ -110,3 +110,17 @@ def test_output_that_does_not_fit_the_variance_type_is_refused_before_sampling(o
     with pytest.raises(ValueError, match=message):
         pipe(1, num_inference_steps=2, output_type="pt")
     assert calls == []
+
+
+@pytest.mark.parametrize("cls", [DDPMScheduler, DDIMScheduler])
+def test_a_step_refuses_an_output_that_would_broadcast_or_be_misread(cls) -> None:
+    scheduler = cls()
+    scheduler.set_timesteps(10)
+    x, t = torch.zeros(1, 3, 8, 8), scheduler.timesteps[0]
+    with pytest.raises(ValueError, match=r"out_channels must be in_channels or 2 \* in_channels; got 1"):
+        guided_step(scheduler, torch.zeros(1, 1, 8, 8), x, t, None, {}, int(scheduler.timesteps[1]))
+    with pytest.raises(ValueError, match="the sample's 3 channels or twice as many"):
+        split_output(torch.zeros(1, 1, 8, 8), x)
+    if cls is DDPMScheduler:  # fixed variance: a 6-channel output is not silently read as 6 noise channels
+        with pytest.raises(ValueError, match="needs variance_type 'learned' or 'learned_range'"):
+            guided_step(scheduler, torch.zeros(1, 6, 8, 8), x, t, None, {}, int(scheduler.timesteps[1]))

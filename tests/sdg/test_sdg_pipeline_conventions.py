@@ -10,6 +10,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 import syncguide
+from syncguide.errors import SettingError
 from syncguide.guidance.semantic import Guidance
 from syncguide.schedulers import predict_x0
 from syncguide.sdg_pipeline import SemanticGuidancePipeline
@@ -140,3 +141,30 @@ def test_pt_output_keeps_the_samples_dtype(pipe) -> None:
         pipe.unet.to(torch.float32)
     assert images.dtype == torch.bfloat16 and images.device == _latents().device
     assert np_images.dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "setting"),
+    [({"batch_size": 0}, "batch_size"), ({"num_inference_steps": 0}, "num_inference_steps"),
+     ({"num_inference_steps": 2.5}, "num_inference_steps"), ({"eta": -0.1}, "eta"), ({"eta": float("nan")}, "eta"),
+     ({"output_type": "latent"}, "output_type"), ({"latents": torch.zeros(3, 3, 16, 16)}, "latents"),
+     ({"latents": torch.zeros(2, 3, 8, 8)}, "latents"),
+     ({"callback_on_step_end_tensor_inputs": ["noise_pred"]}, "callback_on_step_end_tensor_inputs")],
+)  # fmt: skip
+def test_bad_arguments_are_setting_errors_naming_the_argument_before_any_work(pipe, arguments, setting) -> None:
+    calls = []
+    handle = pipe.unet.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(SettingError) as error:
+            pipe(**{"batch_size": 2, "num_inference_steps": 2, "output_type": "pt", **arguments})
+    finally:
+        handle.remove()
+    assert error.value.setting == setting and str(error.value).startswith(setting)
+    assert "got" in error.value.rule  # the rule quotes the value
+    assert calls == []
+
+
+def test_deprecation_warning_points_at_the_caller(pipe) -> None:
+    with pytest.warns(FutureWarning) as record:
+        pipe(2, num_inference_steps=1, guidance=Direction(), latents=_latents(), output_type="pt")
+    assert [Path(w.filename).name for w in record] == [Path(__file__).name]

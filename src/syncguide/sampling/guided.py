@@ -20,7 +20,14 @@ from diffusers import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide.guidance.semantic import Guidance, guidance_gradient
-from syncguide.schedulers import predict_x0, shift_score, split_output, step_arguments, step_variance
+from syncguide.schedulers import (
+    check_variance,
+    predict_x0,
+    shift_score,
+    split_output,
+    step_arguments,
+    step_variance,
+)
 
 __all__ = ["StepEnd", "guided_step", "sample_unconditional"]
 
@@ -42,8 +49,10 @@ def guided_step(
 
     ``model_output`` is ``(B, C, H, W)`` or ``(B, 2C, H, W)`` (prediction, then predicted variance). DDPM:
     ``step(...) + variance * grad`` (the variance from ``alphas_cumprod``, or the model's for a learned variance);
-    others: ``step`` of the shifted score. Returns x_{t-1} ``(B, C, H, W)``.
+    others: ``step`` of the shifted score. Returns x_{t-1} ``(B, C, H, W)``. ValueError (before stepping) when
+    the output's channels do not fit the scheduler's ``variance_type`` (:func:`~syncguide.schedulers.check_variance`).
     """
+    check_variance(scheduler, sample.shape[1], model_output.shape[1])
     if isinstance(scheduler, DDPMScheduler):
         prev = scheduler.step(model_output, t, sample, return_dict=False, **step_kwargs)[0]
         if grad is None:
