@@ -36,6 +36,7 @@ from syncguide.metrics.frechet import frechet_distance
 from syncguide.metrics.pairwise import style_loss
 from syncguide.metrics.retrieval import topk_retrieval
 from syncguide.models.guidance_clip import load_clip
+from syncguide.schedulers import q_sample
 from syncguide.sdg_pipeline import SemanticGuidancePipeline
 
 VALUES = {**{("time", k): v for k, v in TIME_PROMPTS.items()}, **{("season", k): v for k, v in SEASON_PROMPTS.items()}}
@@ -176,7 +177,7 @@ def noisy_zero_shot(pipe, encoders: dict, args, timesteps=(0, 200, 400, 600, 800
         rows = {}
         for t in timesteps:
             g = torch.Generator().manual_seed(t)
-            x = abar[t].sqrt() * crops.images + (1 - abar[t]).sqrt() * torch.randn(crops.images.shape, generator=g)
+            x = q_sample(crops.images, torch.tensor(t), abar, torch.randn(crops.images.shape, generator=g))
             with torch.no_grad():
                 image = torch.nn.functional.normalize(encoder.embed(x, torch.full((len(x),), t)), dim=-1)
                 for attribute, values in ATTRIBUTE_VALUES.items():
