@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from syncguide import registry
+from syncguide.errors import SettingError
 from syncguide.images import IMAGE_SUFFIXES, SIGNED, image_files, load_images
 from syncguide.models.clip_towers import CLIPTower
 from syncguide.models.guidance_clip import load_base, save_noise_aware
@@ -78,13 +79,14 @@ def training_images(data: str, resolution: int, n_demo: int = 4096, seed: int = 
     """Training images ``(N, 3, R, R)`` in [-1, 1]: ``demo`` (the registered ``demo`` dataset, ``n_demo`` images
     drawn from ``seed``) or every image file in a directory (:func:`syncguide.images.image_files`).
 
-    Files are resized (shorter side to R) and centre-cropped. ValueError if the directory holds no image.
+    Files are resized (shorter side to R) and centre-cropped. SettingError (``data``) if the directory holds no
+    image.
     """
     if data == "demo":
         return registry.lookup("dataset", "demo")(resolution, n_demo, seed)
     files = image_files(data)
     if not files:
-        raise ValueError(f"data: no image files ({', '.join(IMAGE_SUFFIXES)}) in {data}")
+        raise SettingError("data", f"has no image files ({', '.join(IMAGE_SUFFIXES)}) in {data}")
     return load_images(files, value_range=SIGNED, resolution=resolution)
 
 

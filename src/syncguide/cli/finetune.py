@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from syncguide.cli.loading import resolve_device
-from syncguide.errors import UsageError
+from syncguide.errors import SettingError, UsageError
 
 
 def add_parser(sub: Any) -> None:
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         out = finetune(
             args.out, settings, args.steps, args.checkpoint_every, not args.restart, resolve_device(args.device)
         )
+    except SettingError:
+        raise  # named by its setting: the command line maps it to the option once
     except ValueError as error:
         raise UsageError(str(error).splitlines()[0]) from None
     print(json.dumps({"out": str(out), "steps": args.steps}))
