@@ -156,7 +156,7 @@ def prepare(
             " Pass --model HUB_ID_OR_DIR for a real Stable Diffusion checkpoint.",
             file=sys.stderr,
         )
-    demo = demo or _is_demo_model(model)
+    demo = demo or registry.model_name(model) == "demo"
     perceptual = args.perceptual if args.perceptual != "auto" else ("demo-clip" if demo else "lpips-vgg")
     window, scale = model_geometry(model)
     settings = resolve_settings(given, args.method, window, scale, demo, perceptual)
@@ -284,13 +284,3 @@ def _resolve(kind: str, name: str, option: str, *args: Any) -> Any:
         return registry.lookup(kind, name)(*args)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(f"{option}: {error}") from None
-
-
-def _is_demo_model(model: str) -> bool:
-    """Whether ``model`` is the bundled demo model's directory (its defaults and sync loss then apply)."""
-    if not registry.registered("model", "demo"):
-        return False
-    try:
-        return Path(model).resolve() == Path(registry.lookup("model", "demo")()).resolve()
-    except (OSError, FileNotFoundError):
-        return False
