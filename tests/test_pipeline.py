@@ -149,7 +149,7 @@ def test_built_from_an_existing_stable_diffusion_pipeline(pipe, tiny_dir) -> Non
 
 
 def test_circular_panorama_has_no_seam(pipe) -> None:
-    kwargs = dict(height=64, width=256, num_inference_steps=6, stride=2, circular=True, sync_weight=0.0)
+    kwargs = dict(height=64, width=256, num_inference_steps=6, stride=2, circular_padding=True, sync_weight=0.0)
     image = pipe(PROMPT, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images[0]
     jumps = (image[..., 1:] - image[..., :-1]).abs().mean(dim=(0, 1))  # per neighbouring column pair
     join = (image[..., 0] - image[..., -1]).abs().mean()
