@@ -147,27 +147,13 @@ def prepare(
     check_guidance_options(args)
     check_output(args.out, args.overwrite)
     device = resolve_device(args.device)
-    demo = args.model is None
-    model = str(_resolve("model", "demo", "--model")) if demo else args.model
-    check_model(model)
-    if demo and not quiet:
-        print(
-            f"syncguide: using the bundled demo model ({model}): a tiny model of procedural landscapes."
-            " Pass --model HUB_ID_OR_DIR for a real Stable Diffusion checkpoint.",
-            file=sys.stderr,
-        )
-    demo = demo or registry.model_name(model) == "demo"
+    model, demo = _model(args.model, quiet)
     perceptual = args.perceptual if args.perceptual != "auto" else ("demo-clip" if demo else "lpips-vgg")
     window, scale = model_geometry(model)
     settings = resolve_settings(given, args.method, window, scale, demo, perceptual)
     loss = perceptual_loss(perceptual, device) if settings.syncs else None
     pipe = _pipeline(model, args, device, pipelines)
-    semantic = None
-    if wants_guidance(args):
-        args.clip = args.clip or ("demo" if demo else None)
-        fill_weights(args, *PANORAMA_WEIGHTS)
-        clip = load_guidance_clip(args.clip, window * scale, device)
-        semantic = build_guidance(args, clip, None, torch.Generator().manual_seed(args.seed), device)
+    semantic = _semantic_guidance(args, demo, window * scale, device) if wants_guidance(args) else None
     params = {
         "prompt": args.prompt,
         "model": model,
@@ -178,11 +164,33 @@ def prepare(
         "scheduler": args.scheduler,
         "dtype": args.dtype,
         **(guidance_parameters(args) if semantic is not None else {}),
-        "window": window,
         "device": str(device),
         "syncguide": __version__,
     }
     return PanoramaJob(pipe, args.prompt, settings, args.seed, loss, semantic, params)
+
+
+def _model(spec: str | None, quiet: bool) -> tuple[str, bool]:
+    """``(model, is the demo model)``: ``spec`` checked, or the bundled demo model (said on stderr)."""
+    if spec is not None:
+        check_model(spec)
+        return spec, registry.model_name(spec) == "demo"
+    model = str(_resolve("model", "demo", "--model"))
+    if not quiet:
+        print(
+            f"syncguide: using the bundled demo model ({model}): a tiny model of procedural landscapes."
+            " Pass --model HUB_ID_OR_DIR for a real Stable Diffusion checkpoint.",
+            file=sys.stderr,
+        )
+    return model, True
+
+
+def _semantic_guidance(args: argparse.Namespace, demo: bool, image_size: int, device: torch.device) -> Any:
+    """SDG guidance of the command line (fills ``args``' unset weights and CLIP with the panorama defaults)."""
+    args.clip = args.clip or ("demo" if demo else None)
+    fill_weights(args, *PANORAMA_WEIGHTS)
+    clip = load_guidance_clip(args.clip, image_size, device)
+    return build_guidance(args, clip, None, torch.Generator().manual_seed(args.seed), device)
 
 
 def _pipeline(model: str, args: argparse.Namespace, device: torch.device, cache: dict | None) -> SyncDiffusionPipeline:
