@@ -12,14 +12,19 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> bool:
 
     With ``overwrite`` the file is renamed into place (replacing any); without it a hard link makes it appear only
     if ``path`` does not exist, even one that appeared while we worked. Returns whether ``path`` was written
-    (False: it existed and ``overwrite`` was not given). No temporary file is left behind.
+    (False: it existed and ``overwrite`` was not given). No temporary file is left behind, even on an interrupt.
+    The file gets the mode a plain ``open()`` would give it (0666 less the umask) and is synced to disk before it
+    gets its name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode a plain open() would
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before it gets the final name: a crash leaves no empty file
         if overwrite:
             os.replace(tmp, path)
             return True
@@ -27,6 +32,13 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> bool:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _link_new(tmp: str, path: Path) -> bool:

@@ -21,7 +21,7 @@ PARAMETERS_KEY = "parameters"  # the text chunk other diffusion tools use for ge
 def png_bytes(image: Image.Image, parameters: dict[str, Any]) -> bytes:
     """The PNG encoding of ``image`` with ``parameters`` as sorted-key JSON in the ``parameters`` text chunk."""
     info = PngImagePlugin.PngInfo()
-    info.add_text(PARAMETERS_KEY, json.dumps(parameters, sort_keys=True))
+    info.add_text(PARAMETERS_KEY, json.dumps(parameters, sort_keys=True, allow_nan=False))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

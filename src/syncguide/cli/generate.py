@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
         ).images
         for k, image in enumerate(images):
             save_png(image, paths[first + k], {**params, "index": first + k}, args.overwrite)
-    print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
+    print(
+        json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False)
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ def check_guidance_options(args: argparse.Namespace) -> None:
     """Raise UsageError for bad guidance input (before anything is loaded); reads the reference images."""
     for option in ("text_weight", "image_weight", "style_weight"):
         value = getattr(args, option)
-        if value is not None and value < 0:
-            raise UsageError(f"--{option.replace('_', '-')}: must be >= 0; got {value}")
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            rule = "must be finite" if not math.isfinite(value) else "must be >= 0"
+            raise UsageError(f"--{option.replace('_', '-')}: {rule}; got {value}")
     if args.text is not None and not args.text.strip():
         raise UsageError("--text: must not be empty")
     try:

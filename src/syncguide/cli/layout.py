@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     image = job.pipe.layout(Layout(args.prompt, tuple(regions)), **job.call_arguments()).images[0]
     save_png(image, args.out, params, args.overwrite)
-    print(json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
+    print(
+        json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False)
+    )
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from syncguide.cli import batch, demo, evaluate, finetune, generate, layout, panorama, reproduce
@@ -32,21 +34,36 @@ def quiet_libraries() -> None:
         library.utils.logging.set_verbosity_error()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (as Ctrl-C's KeyboardInterrupt) so that every cleanup runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input).
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 Ctrl-C, 143 SIGTERM).
 
     Bad input, a :class:`~syncguide.errors.UsageError` from the command line or a
     :class:`~syncguide.errors.SettingError` from the library (mapped to its option by
-    :mod:`syncguide.cli.options`), is one line ``syncguide CMD: error: --option: rule``.
+    :mod:`syncguide.cli.options`), is one line ``syncguide CMD: error: --option: rule``. An interrupt is one line
+    too; files are written atomically, so none is left half-written or temporary.
     """
     args = build_parser().parse_args(argv)
     quiet_libraries()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
     except (UsageError, SettingError) as error:
         message = usage_message(error) if isinstance(error, SettingError) else str(error)
         print(f"syncguide {command_name(args)}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
+        print(f"syncguide {command_name(args)}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
 
 
 def command_name(args: argparse.Namespace) -> str:

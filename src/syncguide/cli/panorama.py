@@ -130,7 +130,11 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     image = job.pipe(job.prompt, **job.call_arguments()).images[0]
     save_png(image, args.out, job.parameters, args.overwrite)
-    print(json.dumps({**job.parameters, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}))
+    print(
+        json.dumps(
+            {**job.parameters, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False
+        )
+    )
     return 0
 
 

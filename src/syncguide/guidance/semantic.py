@@ -16,6 +16,7 @@ The encoder is a :class:`~syncguide.models.clip_towers.CLIPTower` (plain) or a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -39,7 +40,9 @@ __all__ = [
 
 
 def _check(weight: float, steps: tuple[float, float]) -> None:
-    if not weight >= 0:
+    if not math.isfinite(weight):
+        raise ValueError(f"weight must be finite, got {weight}")
+    if weight < 0:
         raise ValueError(f"weight must be >= 0, got {weight}")
     start, end = steps
     if not 0 <= start < end <= 1:

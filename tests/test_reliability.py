@@ -1,0 +1,110 @@
+"""Bad numbers, missing devices, interrupts: one line, the right exit status, nothing (half-)written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from syncguide.atomic import write_atomic
+from syncguide.devices import available_devices, resolve_device
+from syncguide.errors import SettingError
+from syncguide.pngmeta import png_bytes
+from test_cli import FAST, run_cli
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--cfg", "nan"),
+        ("--cfg", "inf"),
+        ("--sync-weight", "nan"),
+        ("--sync-weight", "inf"),
+        ("--sync-decay", "nan"),
+        ("--eta", "nan"),
+        ("--text-weight", "inf"),
+        ("--text-weight", "nan"),
+        ("--style-weight", "-inf"),
+    ],
+)
+def test_non_finite_numbers_are_refused(tiny_dir, tmp_path, capsys, option: str, value: str) -> None:
+    out = tmp_path / "out.png"
+    argv = ["panorama", "a", "--model", str(tiny_dir), *FAST, "--out", str(out), f"{option}={value}"]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"syncguide panorama: error: {option}:"), err
+    assert "finite" in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="needs a CPU-only host")
+@pytest.mark.parametrize("name", ["cuda", "cuda:99", "mps", "meta"])
+def test_absent_devices_are_refused_naming_the_available_ones(tiny_dir, tmp_path, capsys, name: str) -> None:
+    with pytest.raises(SettingError, match=f"{name} is not available on this machine .available: cpu, auto."):
+        resolve_device(name)
+    assert (
+        run_cli(["panorama", "a", "--model", str(tiny_dir), *FAST, "--out", str(tmp_path / "x.png"), "--device", name])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device:" in err and not list(tmp_path.iterdir())
+    assert available_devices()[0] == "cpu" and resolve_device("cpu") == torch.device("cpu")
+
+
+def test_written_files_get_the_mode_a_plain_open_would(tmp_path) -> None:
+    before = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "a.bin", b"x")
+        (tmp_path / "plain.bin").write_bytes(b"x")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == (tmp_path / "plain.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_png_parameters_are_strict_json() -> None:
+    from PIL import Image
+
+    with pytest.raises(ValueError, match="JSON compliant"):
+        png_bytes(Image.new("RGB", (4, 4)), {"cfg": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("sig", "status", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_a_signal_mid_run_is_one_line_and_leaves_no_file(tiny_dir, tmp_path, sig, status: int, word: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [sys.executable, "-m", "syncguide.cli.main", "panorama", "a", "--model", str(tiny_dir), "--height", "64"]
+    argv += ["--width", "128", "--stride", "4", "--perceptual", "lpips-random", "--steps", "400"]
+    proc = subprocess.Popen([*argv, "--out", str(out / "p.png")], stderr=subprocess.PIPE, cwd=tmp_path)
+    seen = bytearray()
+
+    def read() -> None:
+        while chunk := proc.stderr.read1(256):
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while b"2/400" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert b"2/400" in seen, bytes(seen)[-500:]  # sampling has started
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == status
+    reader.join(timeout=10)
+    lines = [line for line in bytes(seen).decode().replace("\r", "\n").splitlines() if line.startswith("syncguide")]
+    assert lines == [f"syncguide panorama: {word}"], bytes(seen)[-800:]
+    assert b"Traceback" not in seen and list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf")])
+def test_guidance_weights_must_be_finite(weight: float) -> None:
+    from syncguide.guidance.semantic import Guidance
+
+    with pytest.raises(ValueError, match="weight must be finite"):
+        Guidance(weight=weight)
