@@ -108,3 +108,26 @@ def test_guidance_weights_must_be_finite(weight: float) -> None:
 
     with pytest.raises(ValueError, match="weight must be finite"):
         Guidance(weight=weight)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--steps", "1000"], ["--steps", "1001"], ["--steps", "1000000000"], ["--scheduler", "pndm", "--steps", "1"]],
+)
+def test_step_counts_the_scheduler_cannot_run_are_refused_up_front(tiny_dir, tmp_path, capsys, extra) -> None:
+    argv = ["panorama", "a", "--model", str(tiny_dir), *FAST, "--out", str(tmp_path / "x.png"), *extra]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("syncguide panorama: error: --steps:"), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pipeline_refuses_too_many_steps_before_any_work(pipe) -> None:
+    calls = []
+    hook = pipe.unet.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(SettingError, match=r"^num_inference_steps "):
+            pipe("a", height=64, width=128, stride=4, num_inference_steps=1001, sync_weight=0.0)
+    finally:
+        hook.remove()
+    assert calls == []

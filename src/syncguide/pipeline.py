@@ -39,7 +39,7 @@ from syncguide.sampling.hooks import (
 )
 from syncguide.sampling.joint import StepCallback, sample_joint
 from syncguide.sampling.plan import panorama_plan, plan_conditioning, region_plan
-from syncguide.schedulers import check_scheduler, make_scheduler
+from syncguide.schedulers import check_scheduler, check_steps, make_scheduler
 from syncguide.settings import PanoramaSettings
 from syncguide.tiling import Window, make_windows
 
@@ -171,7 +171,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             :class:`PanoramaOutput`, or ``(images, None)`` if ``return_dict=False`` (as diffusers' SD pipelines).
         """
         settings = PanoramaSettings.build(settings, **options)
-        self._check_call(output_type, callback_on_step_end_tensor_inputs)
+        self._check_call(output_type, callback_on_step_end_tensor_inputs, settings)
         cond = self._encode(prompt, settings, prompt_embeds, negative_prompt_embeds)
         call = _Call(
             generator,
@@ -221,7 +221,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             :class:`PanoramaOutput`, or ``(images, None)`` if ``return_dict=False``.
         """
         settings = PanoramaSettings.build(settings, **options)
-        self._check_call(output_type, callback_on_step_end_tensor_inputs)
+        self._check_call(output_type, callback_on_step_end_tensor_inputs, settings)
         n = settings.num_images_per_prompt
         negatives = [settings.negative_prompt] * n if settings.guidance_scale > 1 else None
         conds = [self.backbone.encode_prompt([p] * n, negatives) for p in layout.prompts]
@@ -237,8 +237,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         )
         return self._generate(conds, layout, settings, call)
 
-    def _check_call(self, output_type: str, tensor_inputs: Sequence[str]) -> None:
-        """ValueError for a bad output type, callback tensor name or scheduler, before any work."""
+    def _check_call(self, output_type: str, tensor_inputs: Sequence[str], settings: PanoramaSettings) -> None:
+        """ValueError for a bad output type, callback tensor name, scheduler or step count, before any work."""
         if output_type not in OUTPUT_TYPES:
             raise SettingError("output_type", f"must be one of {', '.join(OUTPUT_TYPES)}; got {output_type!r}")
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
@@ -248,6 +248,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 f"must be among {', '.join(self._callback_tensor_inputs)}; got {unknown[0]!r}",
             )
         check_scheduler(self.scheduler)
+        check_steps(self.scheduler, settings.num_inference_steps)
 
     def _encode(
         self,

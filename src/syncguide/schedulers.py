@@ -20,6 +20,8 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from syncguide.errors import SettingError
+
 # name -> (class, extra config): DDIM is the papers' scheduler and our default.
 SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "ddim": (DDIMScheduler, {}),
@@ -44,6 +46,21 @@ def check_scheduler(scheduler: SchedulerMixin) -> None:
     if not isinstance(scheduler, SUPPORTED):
         names = ", ".join(cls.__name__ for cls in SUPPORTED)
         raise ValueError(f"scheduler must be one of {names}; got {type(scheduler).__name__}")
+
+
+def check_steps(scheduler: SchedulerMixin, steps: int) -> None:
+    """SettingError ``num_inference_steps`` unless ``scheduler`` can run ``steps`` steps within its training
+    timesteps (e.g. DDIM with ``steps_offset`` 1 runs at most 999 of 1000; PNDM needs at least 2)."""
+    trial = type(scheduler).from_config(scheduler.config)
+    try:
+        trial.set_timesteps(steps)
+    except Exception as error:  # the scheduler's own refusal (too many steps, too few for PNDM) is the rule
+        raise SettingError("num_inference_steps", f"{error}; got {steps}") from None
+    limit = len(trial.alphas_cumprod)
+    if len(trial.timesteps) == 0 or int(trial.timesteps.max()) >= limit or int(trial.timesteps.min()) < 0:
+        raise SettingError(
+            "num_inference_steps", f"must fit {type(scheduler).__name__}'s {limit} training timesteps; got {steps}"
+        )
 
 
 def predict_x0(

@@ -35,7 +35,12 @@ class PanoramaSettings:
     negative_prompt: str = _setting("", "negative prompt (default empty, as in the paper)")
     height: int | None = _setting(None, "pixels, a multiple of the VAE scale (default: one window)", low=1)
     width: int | None = _setting(None, "pixels, a multiple of the VAE scale (default: 6 x height)", low=1)
-    num_inference_steps: int = _setting(50, "denoising steps", option="--steps", low=1)
+    num_inference_steps: int = _setting(
+        50,
+        "denoising steps, as many as the scheduler's training timesteps allow (999 for SD's DDIM)",
+        option="--steps",
+        low=1,
+    )
     guidance_scale: float = _setting(7.5, "classifier-free guidance scale", option="--cfg", low=0)
     stride: int = _setting(16, "window offset in latent pixels (the paper: 16 = 128 px for SD)", low=1)
     window: int | None = _setting(None, "window size in latent pixels (default: the UNet's sample_size)", low=1)

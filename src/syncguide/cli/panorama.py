@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide import __version__, registry
 from syncguide.cli.guidance_args import (
@@ -34,7 +35,7 @@ from syncguide.cli.loading import check_model, load_pipeline, resolve_device
 from syncguide.errors import SettingError, UsageError
 from syncguide.guidance.perceptual import lpips_vgg
 from syncguide.pipeline import SyncDiffusionPipeline
-from syncguide.schedulers import SCHEDULERS
+from syncguide.schedulers import SCHEDULERS, check_steps, make_scheduler
 from syncguide.settings import PanoramaSettings, option_name
 
 METHODS = ("syncdiffusion", "multidiffusion")
@@ -153,8 +154,9 @@ def prepare(
     device = resolve_device(args.device)
     model, demo = _model(args.model, quiet)
     perceptual = args.perceptual if args.perceptual != "auto" else ("demo-clip" if demo else "lpips-vgg")
-    window, scale = model_geometry(model)
+    window, scale, scheduler = model_geometry(model, args.scheduler)
     settings = resolve_settings(given, args.method, window, scale, demo, perceptual)
+    check_steps(scheduler, settings.num_inference_steps)
     loss = perceptual_loss(perceptual, device) if settings.syncs else None
     pipe = _pipeline(model, args, device, pipelines)
     semantic = _semantic_guidance(args, demo, window * scale, device) if wants_guidance(args) else None
@@ -217,15 +219,17 @@ def given_settings(args: argparse.Namespace, layout: bool) -> dict[str, Any]:
     return given
 
 
-def model_geometry(model: str) -> tuple[int, int]:
-    """``(window, vae_scale)`` of a Stable Diffusion pipeline from its configuration files (no weights loaded)."""
+def model_geometry(model: str, scheduler: str) -> tuple[int, int, SchedulerMixin]:
+    """``(window, vae_scale, scheduler)`` of a Stable Diffusion pipeline from its configuration files (no weights
+    loaded); ``scheduler`` is the named scheduler with the checkpoint's noise schedule."""
     try:
         unet = UNet2DConditionModel.load_config(model, subfolder="unet")
         vae = AutoencoderKL.load_config(model, subfolder="vae")
+        schedule = DDIMScheduler.load_config(model, subfolder="scheduler")
     except Exception as error:  # any failure to read the configuration is bad input, reported in one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"--model: cannot read the configuration of {model}: {first}") from None
-    return int(unet["sample_size"]), 2 ** (len(vae["block_out_channels"]) - 1)
+    return int(unet["sample_size"]), 2 ** (len(vae["block_out_channels"]) - 1), make_scheduler(scheduler, schedule)
 
 
 def resolve_settings(
