@@ -131,3 +131,12 @@ def test_the_pipeline_refuses_too_many_steps_before_any_work(pipe) -> None:
     finally:
         hook.remove()
     assert calls == []
+
+
+@pytest.mark.parametrize(("option", "value"), [("--width", "400000"), ("--height", "200000"), ("--width", "8000000")])
+def test_huge_sizes_are_refused_before_anything_is_allocated(tiny_dir, tmp_path, capsys, option, value) -> None:
+    argv = ["panorama", "a", "--model", str(tiny_dir), *FAST, "--out", str(tmp_path / "x.png"), option, value]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"syncguide panorama: error: {option}: must be <= 32768; got {value}"
+    assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ NUMERIC = [f for f in dataclasses.fields(PanoramaSettings) if f.metadata["low"] 
 def test_numeric_settings_accept_exactly_the_values_their_rule_allows(item, value) -> None:
     integer = "int" in str(item.type)
     low = item.metadata["low"]
-    high = 1 if item.name == "bootstrap_fraction" else math.inf
+    high = item.metadata["high"] if item.metadata["high"] is not None else math.inf
     valid = math.isfinite(value) and low <= value <= high and (not integer or isinstance(value, int))
     if valid:
         assert getattr(PanoramaSettings(**{item.name: value}), item.name) == value

@@ -18,9 +18,21 @@ from syncguide.errors import SettingError
 from syncguide.guidance.sync import SyncSchedule
 
 
-def _setting(default: Any, help: str, option: str | None = None, low: float | None = None, layout: bool = False):
-    """A field with its command-line option (default ``--name-with-dashes``), help, lower bound, scope."""
-    return field(default=default, metadata={"help": help, "option": option, "low": low, "layout": layout})
+def _setting(
+    default: Any,
+    help: str,
+    option: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    layout: bool = False,
+):
+    """A field with its command-line option (default ``--name-with-dashes``), help, bounds, scope."""
+    metadata = {"help": help, "option": option, "low": low, "high": high, "layout": layout}
+    return field(default=default, metadata=metadata)
+
+
+MAX_SIDE = 32768
+"""Largest height or width in pixels (refused before anything is allocated; 4x an 8K 360-degree panorama)."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +45,12 @@ class PanoramaSettings:
     """
 
     negative_prompt: str = _setting("", "negative prompt (default empty, as in the paper)")
-    height: int | None = _setting(None, "pixels, a multiple of the VAE scale (default: one window)", low=1)
-    width: int | None = _setting(None, "pixels, a multiple of the VAE scale (default: 6 x height)", low=1)
+    height: int | None = _setting(
+        None, f"pixels, a multiple of the VAE scale, at most {MAX_SIDE} (default: one window)", low=1, high=MAX_SIDE
+    )
+    width: int | None = _setting(
+        None, f"pixels, a multiple of the VAE scale, at most {MAX_SIDE} (default: 6 x height)", low=1, high=MAX_SIDE
+    )
     num_inference_steps: int = _setting(
         50,
         "denoising steps, as many as the scheduler's training timesteps allow (999 for SD's DDIM)",
@@ -55,15 +71,13 @@ class PanoramaSettings:
     sync_batch_size: int | None = _setting(None, "windows per gradient pass (default view_batch_size)", low=1)
     sync_checkpointing: bool = _setting(False, "gradient checkpointing in the sync pass (less memory)")
     bootstrap_fraction: float = _setting(
-        0.2, "fraction of the steps with bootstrapping (layouts)", option="--bootstrap", low=0, layout=True
+        0.2, "fraction of the steps with bootstrapping (layouts)", option="--bootstrap", low=0, high=1, layout=True
     )
     sync_regions: bool = _setting(False, "also sync each region towards its own anchor (layouts)", layout=True)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             check_value(item, getattr(self, item.name))
-        if self.bootstrap_fraction > 1:
-            raise SettingError("bootstrap_fraction", f"must be in [0, 1]; got {self.bootstrap_fraction}")
 
     @classmethod
     def build(cls, base: PanoramaSettings | None = None, **options: Any) -> PanoramaSettings:
@@ -97,7 +111,7 @@ class PanoramaSettings:
 
 
 def check_value(item: dataclasses.Field, value: Any) -> None:
-    """SettingError unless ``value`` fits field ``item``: its type, finite, at least its lower bound."""
+    """SettingError unless ``value`` fits field ``item``: its type, finite, within its bounds."""
     if value is None and item.default is None:
         return
     kind = type(item.default) if item.default is not None else (int if "int" in str(item.type) else float)
@@ -113,9 +127,11 @@ def check_value(item: dataclasses.Field, value: Any) -> None:
         raise SettingError(item.name, f"must be {'an integer' if kind is int else 'a number'}; got {value!r}")
     if not math.isfinite(value):
         raise SettingError(item.name, f"must be finite; got {value}")
-    low = item.metadata["low"]
+    low, high = item.metadata["low"], item.metadata["high"]
     if low is not None and value < low:
         raise SettingError(item.name, f"must be >= {low}; got {value}")
+    if high is not None and value > high:
+        raise SettingError(item.name, f"must be <= {high}; got {value}")
 
 
 def option_name(setting: str) -> str:
