@@ -140,3 +140,26 @@ def test_huge_sizes_are_refused_before_anything_is_allocated(tiny_dir, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err == f"syncguide panorama: error: {option}: must be <= 32768; got {value}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_paths_that_cannot_be_written_are_refused_up_front(tiny_dir, tmp_path, capsys) -> None:
+    (tmp_path / "a.png").mkdir()
+    cases = [(tmp_path / "a.png", "is a directory"), (tmp_path / ("x" * 300 + ".png"), "longer than this file system")]
+    for out, rule in cases:
+        assert run_cli(["panorama", "a", "--model", str(tiny_dir), *FAST, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("syncguide panorama: error: --out:") and rule in err
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"] and not any((tmp_path / "a.png").iterdir())
+
+
+def test_an_unwritable_directory_is_refused(tmp_path, monkeypatch) -> None:
+    """(As root a read-only mode does not stop writes: the probe's failure is simulated.)"""
+    from syncguide.cli import io
+    from syncguide.errors import UsageError
+
+    def refuse(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
+    with pytest.raises(UsageError, match=r"--out: cannot write in .*: Permission denied"):
+        io.check_output(tmp_path / "x.png", overwrite=False)

@@ -6,6 +6,8 @@ The PNG format (parameters in a text chunk) is :mod:`syncguide.pngmeta`; ``read_
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,30 @@ __all__ = ["PARAMETERS_KEY", "check_output", "read_parameters", "save_png"]
 
 
 def check_output(path: Path, overwrite: bool, option: str = "--out") -> None:
-    """Raise UsageError if ``path`` cannot be written: its directory is missing, or it exists and not ``overwrite``."""
+    """Raise UsageError if ``path`` cannot be written (before any work): not a .png name, a name too long for the
+    file system, a directory, a missing or unwritable directory, or an existing file without ``overwrite``."""
     if path.suffix.lower() != ".png":
         raise UsageError(f"{option}: must end in .png; got {path}")
     if not path.parent.is_dir():
         raise UsageError(f"{option}: directory {path.parent} does not exist")
+    limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    if len(os.fsencode(path.name)) > limit:
+        raise UsageError(f"{option}: the file name is longer than this file system allows ({limit} bytes)")
+    if path.is_dir():
+        raise UsageError(f"{option}: {path} is a directory; give a file name ending in .png")
     if path.exists() and not overwrite:
         raise UsageError(f"{option}: {path} exists; pass --overwrite to replace it")
+    check_writable(path.parent, option)
+
+
+def check_writable(directory: Path, option: str) -> None:
+    """UsageError unless a file can be created in ``directory`` (a probe file, removed at once)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".syncguide-probe-")
+    except OSError as error:
+        raise UsageError(f"{option}: cannot write in {directory}: {error.strerror or error}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def save_png(image: Image.Image, path: Path, parameters: dict[str, Any], overwrite: bool) -> None:
