@@ -163,3 +163,43 @@ def test_an_unwritable_directory_is_refused(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
     with pytest.raises(UsageError, match=r"--out: cannot write in .*: Permission denied"):
         io.check_output(tmp_path / "x.png", overwrite=False)
+
+
+def _bomb_png(path) -> str:
+    """A PNG whose header claims 100000 x 100000 pixels, with almost no data (nothing is decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    )
+    return str(path)
+
+
+def _truncated_png(path) -> str:
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(path)
+    path.write_bytes(path.read_bytes()[:60])
+    return str(path)
+
+
+@pytest.mark.parametrize("make", [_bomb_png, _truncated_png], ids=["bomb", "truncated"])
+@pytest.mark.parametrize("use", ["--style", "--region"])
+def test_huge_or_broken_images_are_one_line(tiny_dir, tmp_path, capsys, make, use) -> None:
+    image = make(tmp_path / "in.png")
+    out = tmp_path / "x.png"
+    if use == "--style":
+        argv = ["panorama", "a", "--model", str(tiny_dir), *FAST, "--style", image, "--clip", "demo"]
+    else:
+        argv = ["layout", "--background", "a", "--region", "b", image, "--model", str(tiny_dir), *FAST]
+    assert run_cli([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and use in err, err
+    if make is _bomb_png:
+        assert "more than the 50,000,000" in err
+    assert not out.exists()

@@ -13,11 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "SIGNED", "UNIT", "image_files", "load_images"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "SIGNED", "UNIT", "image_files", "load_images", "open_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 UNIT = (0.0, 1.0)
 SIGNED = (-1.0, 1.0)
+MAX_PIXELS = 50_000_000
+"""Largest image read (width x height), checked from the header before decoding (decompression bombs)."""
 
 
 def load_images(
@@ -47,10 +49,27 @@ def image_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def open_image(path: str | Path, mode: str) -> Image.Image:
+    """The image file ``path`` decoded in PIL ``mode`` ("RGB", "L").
+
+    ValueError if it has more than :data:`MAX_PIXELS` pixels (read from the header, before decoding); PIL's errors
+    for a missing, unreadable or truncated file (``FileNotFoundError``, ``UnidentifiedImageError``, ``OSError``)
+    pass through.
+    """
+    try:
+        with Image.open(path) as file:
+            if file.width * file.height > MAX_PIXELS:
+                raise ValueError(
+                    f"{path} has {file.width} x {file.height} pixels, more than the {MAX_PIXELS:,} allowed"
+                )
+            return file.convert(mode)
+    except Image.DecompressionBombError:
+        raise ValueError(f"{path} has more than the {MAX_PIXELS:,} pixels allowed") from None
+
+
 def _read(path: Path, resolution: int | None) -> np.ndarray:
     """``(H, W, 3)`` float32 pixel values in [0, 255], resized and centre-cropped to ``resolution`` if given."""
-    with Image.open(path) as file:
-        image = file.convert("RGB")
+    image = open_image(path, "RGB")
     if resolution is not None:
         image = _centre_square(image, resolution)
     return np.asarray(image, dtype=np.float32)

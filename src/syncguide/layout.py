@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
 import torch.nn.functional as F
+
+from syncguide.images import open_image
 
 Box = tuple[float, float, float, float]
 
@@ -28,11 +29,12 @@ def load_mask(path: str | Path) -> torch.Tensor:
     Raises ValueError (one line, naming the file) if the file cannot be read as an image.
     """
     try:
-        with PIL.Image.open(path) as image:
-            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        gray = np.asarray(open_image(path, "L"), dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise ValueError(f"mask image {path} does not exist") from None
-    except (OSError, ValueError) as error:
+    except ValueError as error:
+        raise ValueError(f"mask image {error}") from None
+    except OSError as error:
         raise ValueError(f"cannot read mask image {path}: {type(error).__name__}") from None
     return torch.from_numpy(gray)
 

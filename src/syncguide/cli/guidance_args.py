@@ -76,6 +76,8 @@ def read_image(path: Path, option: str) -> torch.Tensor:
         raise UsageError(f"{option}: {path} does not exist") from None
     except (UnidentifiedImageError, OSError) as error:
         raise UsageError(f"{option}: cannot read {path} as an image ({type(error).__name__})") from None
+    except ValueError as error:  # too many pixels
+        raise UsageError(f"{option}: {error}") from None
 
 
 def load_guidance_clip(spec: str | None, image_size: int, device: torch.device) -> Any:
