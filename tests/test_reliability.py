@@ -203,3 +203,26 @@ def test_huge_or_broken_images_are_one_line(tiny_dir, tmp_path, capsys, make, us
     if make is _bomb_png:
         assert "more than the 50,000,000" in err
     assert not out.exists()
+
+
+def test_seeds_outside_the_generator_range_are_refused(tiny_dir, tmp_path, capsys) -> None:
+    for value in ("-1", str(2**64), "1e3"):
+        argv = ["panorama", "a", "--model", str(tiny_dir), *FAST, "--out", str(tmp_path / "x.png"), f"--seed={value}"]
+        assert run_cli(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"syncguide panorama: error: argument --seed: must be an integer in [0, 2^64 - 1]; got {value!r}"
+    assert run_cli(["demo", "world", f"--seed={2**64 - 1}", "--width", "128", "--out", str(tmp_path / "w.png")]) == 0
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_is_warned_about_once(pipe, tiny_dir, tmp_path, capsys) -> None:
+    limit = pipe.tokenizer.model_max_length
+    long_prompt = " ".join(["mountains"] * (limit + 10))
+    with pytest.warns(UserWarning, match=f"has {limit + 10 + 2} tokens; the text encoder reads the first {limit}"):
+        pipe.backbone.encode_prompt([long_prompt, long_prompt], None)
+    argv = [sys.executable, "-m", "syncguide.cli.main", "panorama", long_prompt, "--model", str(tiny_dir), *FAST]
+    argv += ["--method", "multidiffusion", "--out", str(tmp_path / "x.png")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    warned = [line for line in done.stderr.replace("\r", "\n").splitlines() if "warning" in line.lower()]
+    assert len(warned) == 1 and warned[0].startswith("syncguide: warning: the prompt"), warned
+    assert f"reads the first {limit}" in warned[0]

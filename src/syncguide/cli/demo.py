@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image
 
 from syncguide.cli.io import check_output, save_png
+from syncguide.cli.options import seed
 from syncguide.demo.train import RECIPES, recipe
 from syncguide.demo.world import MIN_WIDTH, SEASONS, TIMES, generate, labels_to_json
 from syncguide.errors import UsageError
@@ -22,7 +23,7 @@ def add_parser(sub: Any) -> None:
     demo = sub.add_parser("demo", help="the offline demo world", description=__doc__)
     commands = demo.add_subparsers(dest="demo_command", required=True, parser_class=type(demo))
     world = commands.add_parser("world", help="render one landscape panorama with its labels")
-    world.add_argument("--seed", type=int, default=0)
+    world.add_argument("--seed", type=seed, default=0, help="world seed, 0 .. 2^64 - 1 (default 0)")
     world.add_argument("--width", type=int, default=512, help=f"pixels, >= {MIN_WIDTH} (height is 64)")
     world.add_argument("--time", choices=TIMES, help="fix the time of day")
     world.add_argument("--season", choices=SEASONS, help="fix the season")
@@ -33,7 +34,7 @@ def add_parser(sub: Any) -> None:
     train.add_argument("name", choices=tuple(RECIPES))
     train.add_argument("--out", type=Path, help="run directory (default runs/NAME); checkpoints and the model")
     train.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed, default=0, help="training seed, 0 .. 2^64 - 1 (default 0)")
     train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     train.add_argument(
         "--vae", type=Path, default=RUNS / "vae" / "model", help="sd and vae-decoder: the trained demo VAE"

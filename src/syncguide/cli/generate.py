@@ -23,6 +23,7 @@ from syncguide.cli.guidance_args import (
 )
 from syncguide.cli.io import save_png
 from syncguide.cli.loading import load_model, resolve_device
+from syncguide.cli.options import seed
 from syncguide.errors import UsageError
 
 SCHEDULERS = ("ddpm", "ddim")
@@ -40,7 +41,7 @@ def add_parser(sub: Any) -> None:
     add_guidance_options(p, "160, image 100, as the paper; demo model: text 300, content 3000, style 3e4")
     p.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2^64 - 1 (default 0)")
     p.add_argument("--steps", type=int, default=100, help="sampling steps (default 100, as the paper)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddpm", help="ddpm (mean shift, default) or ddim")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")

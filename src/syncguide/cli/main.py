@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 
 from syncguide.cli import batch, demo, evaluate, finetune, generate, layout, panorama, reproduce
@@ -34,6 +35,11 @@ def quiet_libraries() -> None:
         library.utils.logging.set_verbosity_error()
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    """Warnings on the command line: ``syncguide: warning: MESSAGE``, one line, no source location."""
+    return f"syncguide: warning: {message}\n"
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process is (as Ctrl-C's KeyboardInterrupt) so that every cleanup runs."""
 
@@ -52,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     quiet_libraries()
+    warnings.formatwarning = _one_line_warning
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -47,3 +47,18 @@ def settings_from(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
 def command_line() -> str:
     """The command as typed: ``syncguide`` and this process's arguments (recorded in reports)."""
     return " ".join(["syncguide", *sys.argv[1:]])
+
+
+MAX_SEED = 2**64 - 1
+"""Seeds are what ``torch.Generator.manual_seed`` takes without wrapping: 0 .. 2^64 - 1."""
+
+
+def seed(text: str) -> int:
+    """argparse type of ``--seed``: an integer in [0, :data:`MAX_SEED`] (else argparse's one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^64 - 1]; got {text!r}")
+    return value

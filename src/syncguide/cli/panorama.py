@@ -32,6 +32,7 @@ from syncguide.cli.guidance_args import (
 )
 from syncguide.cli.io import check_output, save_png
 from syncguide.cli.loading import check_model, load_pipeline, resolve_device
+from syncguide.cli.options import seed
 from syncguide.errors import SettingError, UsageError
 from syncguide.guidance.perceptual import lpips_vgg
 from syncguide.pipeline import SyncDiffusionPipeline
@@ -96,7 +97,7 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
     for item in dataclasses.fields(PanoramaSettings):
         if item.name not in NOT_OPTIONS and (layout or not item.metadata["layout"]):
             _add_setting(p, item)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2^64 - 1 (default 0)")
     p.add_argument("--method", choices=METHODS, default="syncdiffusion")
     p.add_argument(
         "--perceptual",

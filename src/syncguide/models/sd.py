@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ class StableDiffusionBackbone:
         return Conditioning({EMBEDS: cond}, None if uncond is None else {EMBEDS: uncond})
 
     def _encode(self, texts: list[str]) -> torch.Tensor:
+        warn_if_cut(self.tokenizer, texts)
         ids = self.tokenizer(
             texts,
             padding="max_length",
@@ -144,3 +146,15 @@ class StableDiffusionBackbone:
             pad = wrap * self.vae_scale
             images = images[..., pad:-pad]
         return (images / 2 + 0.5).clamp(0, 1)
+
+
+def warn_if_cut(tokenizer: CLIPTokenizer, texts: list[str]) -> None:
+    """Warn (once per prompt) when a prompt has more tokens than the text encoder reads: the rest is cut."""
+    limit = tokenizer.model_max_length
+    for text in dict.fromkeys(texts):
+        count = len(tokenizer(text, truncation=False).input_ids)
+        if count > limit:
+            warnings.warn(
+                f"the prompt {text[:40]!r}... has {count} tokens; the text encoder reads the first {limit}",
+                stacklevel=3,
+            )
