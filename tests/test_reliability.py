@@ -226,3 +226,16 @@ def test_a_prompt_longer_than_the_text_encoder_reads_is_warned_about_once(pipe, 
     warned = [line for line in done.stderr.replace("\r", "\n").splitlines() if "warning" in line.lower()]
     assert len(warned) == 1 and warned[0].startswith("syncguide: warning: the prompt"), warned
     assert f"reads the first {limit}" in warned[0]
+
+
+def test_sampling_that_overflows_stops_naming_the_step(pipe, random_lpips, tiny_dir, tmp_path, capsys) -> None:
+    from syncguide.errors import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="NaN or infinite at step 1 of 3: a guidance or sync weight too high"):
+        pipe("a", height=64, width=128, stride=4, num_inference_steps=3, sync_weight=1e30, perceptual_loss=random_lpips)
+    out = tmp_path / "x.png"
+    argv = ["panorama", "a", "--model", str(tiny_dir), *FAST, "--sync-weight", "1e30", "--out", str(out)]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("syncguide panorama: error: the latents became NaN or infinite at step 1 of 3")
+    assert not out.exists()

@@ -19,3 +19,15 @@ class SettingError(ValueError):
 
 class UsageError(ValueError):
     """Bad command-line input: the message names the option and the rule it breaks."""
+
+
+class NonFiniteError(ArithmeticError):
+    """Sampling produced NaN or infinite values at ``step`` (0-based) of ``total``: nothing is returned or written."""
+
+    def __init__(self, step: int, total: int) -> None:
+        super().__init__(
+            f"the latents became NaN or infinite at step {step + 1} of {total}: a guidance or sync weight too high,"
+            " or a float16 overflow (try a smaller weight or float32)"
+        )
+        self.step = step
+        self.total = total

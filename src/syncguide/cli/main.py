@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from syncguide.cli import batch, demo, evaluate, finetune, generate, layout, panorama, reproduce
 from syncguide.cli.options import usage_message
 from syncguide.cli.parser import Parser, make_parser
-from syncguide.errors import SettingError, UsageError
+from syncguide.errors import NonFiniteError, SettingError, UsageError
 
 COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce)
 """The subcommand modules, in the order ``--help`` lists them."""
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
-    except (UsageError, SettingError) as error:
+    except (UsageError, SettingError, NonFiniteError) as error:
         message = usage_message(error) if isinstance(error, SettingError) else str(error)
         print(f"syncguide {command_name(args)}: error: {message}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import torch
 from diffusers import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from syncguide.errors import NonFiniteError
 from syncguide.guidance.semantic import Guidance, guidance_gradient
 from syncguide.schedulers import (
     check_variance,
@@ -93,6 +94,8 @@ def sample_unconditional(
         grad = guidance_gradient(guidance, x, t.reshape(1).expand(x.shape[0]), i, n)
         prev_t = int(timesteps[i + 1]) if i + 1 < n else -1
         new = guided_step(scheduler, out, x, t, grad, step_kwargs, prev_t)
+        if not torch.isfinite(new).all():
+            raise NonFiniteError(i, n)
         if on_step_end is not None:
             new = _step_end(on_step_end, step_end_inputs, i, t, new, (scheduler, x, out))
         x = new

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
+from syncguide.errors import NonFiniteError
 from syncguide.sampling.denoiser import WindowDenoiser
 from syncguide.sampling.hooks import Step, StepHook
 from syncguide.sampling.plan import RowPlan
@@ -41,7 +42,8 @@ def sample_joint(
     of every row; each hook's ``after_predict`` (SDG); one scheduler step for all rows; fuse the rows back with
     the plan's weights. ``callback(i, t, latents, denoised)`` may return replacement latents; with ``denoised``
     it also gets the fused x0 prediction ``(B, C, H, W)``. ``eta`` goes to schedulers that take it (DDIM).
-    Returns the final canvas latents ``(B, C, H, W)``.
+    Returns the final canvas latents ``(B, C, H, W)``; :class:`~syncguide.errors.NonFiniteError` as soon as a
+    step leaves NaN or infinite values.
     """
     scheduler = denoiser.scheduler
     step_kwargs = step_arguments(scheduler, generator, eta=eta)
@@ -60,6 +62,8 @@ def sample_joint(
             x0 = fuse(denoiser.x0(views, out, t), plan.windows, latents.shape, plan.weights) if denoised else None
             views = scheduler.step(out, t, views, return_dict=False, **step_kwargs)[0]
         latents = fuse(views, plan.windows, latents.shape, plan.weights)
+        if not torch.isfinite(latents).all():
+            raise NonFiniteError(i, n_steps)
         if callback is not None:
             replaced = callback(i, t, latents, x0)
             latents = latents if replaced is None else replaced
