@@ -239,3 +239,33 @@ def test_sampling_that_overflows_stops_naming_the_step(pipe, random_lpips, tiny_
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("syncguide panorama: error: the latents became NaN or infinite at step 1 of 3")
     assert not out.exists()
+
+
+def test_lpips_vgg_offline_without_its_weights_is_one_line_before_loading(tiny_dir, tmp_path) -> None:
+    argv = [sys.executable, "-m", "syncguide.cli.main", "panorama", "a", "--model", str(tiny_dir), "--height", "64"]
+    argv += ["--width", "128", "--stride", "4", "--steps", "2", "--out", str(tmp_path / "x.png")]
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("syncguide panorama: error: --perceptual: lpips-vgg needs")
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth") in err and "--lpips-weights" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_lpips_weights_file_gives_the_sync_loss(tiny_dir, tmp_path, capsys, random_lpips) -> None:
+    common = ["panorama", "a", "--model", str(tiny_dir), "--height", "64", "--width", "128", "--stride", "4"]
+    common += ["--steps", "2", "--sync-steps", "1"]
+    assert run_cli([*common, "--lpips-weights", str(tmp_path / "no.pth"), "--out", str(tmp_path / "x.png")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"syncguide panorama: error: --lpips-weights: no such file: {tmp_path / 'no.pth'}"
+    )
+    state = {f"features.{name.split('.', 1)[1]}": v for name, v in random_lpips.net.state_dict().items()}
+    torch.save(state, tmp_path / "vgg16.pth")
+    given, random = tmp_path / "given.png", tmp_path / "random.png"
+    assert run_cli([*common, "--lpips-weights", str(tmp_path / "vgg16.pth"), "--out", str(given)]) == 0
+    assert run_cli([*common, "--perceptual", "lpips-random", "--out", str(random)]) == 0
+    from PIL import Image  # the file holds lpips-random's (seeded) trunk: the same sync loss, the same pixels
+
+    assert (torch.tensor(list(Image.open(given).getdata())) == torch.tensor(list(Image.open(random).getdata()))).all()

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from torchvision.models import VGG16_Weights
 
 from syncguide import __version__, registry
 from syncguide.cli.guidance_args import (
@@ -35,6 +36,7 @@ from syncguide.cli.loading import check_model, load_pipeline, resolve_device
 from syncguide.cli.options import seed
 from syncguide.errors import SettingError, UsageError
 from syncguide.guidance.perceptual import lpips_vgg
+from syncguide.metrics.reference_networks import load_lpips
 from syncguide.pipeline import SyncDiffusionPipeline
 from syncguide.schedulers import SCHEDULERS, check_steps, make_scheduler
 from syncguide.settings import PanoramaSettings, option_name
@@ -106,6 +108,11 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
         help="sync loss: lpips-vgg (needs the VGG16 weights), demo-clip (tiny CLIP features), lpips-random (offline"
         " tests); auto (default) is demo-clip for the bundled demo model and lpips-vgg otherwise",
     )
+    p.add_argument(
+        "--lpips-weights",
+        type=Path,
+        help=f"torchvision VGG16 state dict for the lpips-vgg loss (default: torchvision's cache, {vgg16_cache()})",
+    )
     add_guidance_options(p, "1e3, content 1e4, style 1e4")
     p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
@@ -158,7 +165,7 @@ def prepare(
     window, scale, scheduler = model_geometry(model, args.scheduler)
     settings = resolve_settings(given, args.method, window, scale, demo, perceptual)
     check_steps(scheduler, settings.num_inference_steps)
-    loss = perceptual_loss(perceptual, device) if settings.syncs else None
+    loss = perceptual_loss(perceptual, device, args.lpips_weights) if settings.syncs else None
     pipe = _pipeline(model, args, device, pipelines)
     semantic = _semantic_guidance(args, demo, window * scale, device) if wants_guidance(args) else None
     params = {
@@ -288,11 +295,39 @@ def check_geometry(settings: PanoramaSettings, window: int, scale: int) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def perceptual_loss(name: str, device: torch.device) -> torch.nn.Module:
-    """The sync loss called ``name`` (a :data:`PERCEPTUAL` choice other than auto) on ``device`` (loaded once)."""
+def perceptual_loss(name: str, device: torch.device, weights: Path | None = None) -> torch.nn.Module:
+    """The sync loss called ``name`` (a :data:`PERCEPTUAL` choice other than auto) on ``device`` (loaded once).
+
+    ``lpips-vgg`` takes its VGG16 trunk from ``weights`` (a torchvision state dict) or torchvision's cache (which
+    downloads when online); a trunk that cannot be had is one UsageError saying where it was looked for.
+    """
     if name == "demo-clip":
         return _resolve("perceptual", "demo-clip", "--perceptual", device)
-    return lpips_vgg(device, pretrained_trunk=name == "lpips-vgg")
+    if name == "lpips-random":
+        return lpips_vgg(device, pretrained_trunk=False)
+    if weights is not None:
+        if not weights.expanduser().is_file():
+            raise UsageError(f"--lpips-weights: no such file: {weights}")
+        return load_lpips(weights, device)
+    cache = vgg16_cache()
+    try:
+        if not cache.is_file():  # fetch it ourselves: offline, this fails before anything is printed
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(VGG16_Weights.IMAGENET1K_V1.url, str(cache), progress=True)
+        return lpips_vgg(device)
+    except Exception as error:  # offline without the cached trunk: urllib, OSError, ...; say where to put it
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        choices = ", ".join(c for c in PERCEPTUAL if c not in ("auto", "lpips-vgg"))
+        raise UsageError(
+            f"--perceptual: lpips-vgg needs torchvision's VGG16 weights, not found at {cache} and not"
+            f" downloadable ({first}); put the file there, pass --lpips-weights FILE, or choose --perceptual"
+            f" from {choices}"
+        ) from None
+
+
+def vgg16_cache() -> Path:
+    """Where torchvision keeps the ImageNet VGG16 weights LPIPS-VGG's trunk loads (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_Weights.IMAGENET1K_V1.url).name
 
 
 def _resolve(kind: str, name: str, option: str, *args: Any) -> Any:
