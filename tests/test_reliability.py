@@ -266,8 +266,7 @@ def test_lpips_weights_file_gives_the_sync_loss(tiny_dir, tmp_path, capsys, rand
     given, random = tmp_path / "given.png", tmp_path / "random.png"
     assert run_cli([*common, "--lpips-weights", str(tmp_path / "vgg16.pth"), "--out", str(given)]) == 0
     assert run_cli([*common, "--perceptual", "lpips-random", "--out", str(random)]) == 0
-    from PIL import Image  # the file holds lpips-random's (seeded) trunk: the same sync loss, the same pixels
-
     import numpy as np
+    from PIL import Image  # the file holds lpips-random's (seeded) trunk: the same sync loss, the same pixels
 
     assert np.array_equal(np.asarray(Image.open(given)), np.asarray(Image.open(random)))
