@@ -270,3 +270,28 @@ def test_lpips_weights_file_gives_the_sync_loss(tiny_dir, tmp_path, capsys, rand
     from PIL import Image  # the file holds lpips-random's (seeded) trunk: the same sync loss, the same pixels
 
     assert np.array_equal(np.asarray(Image.open(given)), np.asarray(Image.open(random)))
+
+
+def test_generate_refuses_a_file_name_for_its_sample_directory(tmp_path, capsys) -> None:
+    out = tmp_path / "samples.png"
+    assert run_cli(["generate", "--text", "snow", "--n", "1", "--steps", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("syncguide generate: error: --out: is the directory for the samples") and not out.exists()
+
+
+@pytest.mark.parametrize(("metric", "noted"), [("intra-lpips", False), ("fid", True)])
+def test_eval_report_has_no_dangling_sentence(metric: str, noted: bool) -> None:
+    from syncguide.evaluation.report import markdown
+
+    entry = {"value": 1.0, "ci": (0.5, 1.5)}
+    results = {
+        "methods": {"MultiDiffusion": {"n": 2, "sync_weight": 0.0, "metrics": {metric: entry}}},
+        "crop": 64,
+        "n_references": 4,
+        "networks": {},
+    }
+    text = markdown(results)
+    if noted:
+        assert "over panoramas unless noted: FID 95% bootstrap interval over panoramas." in text
+    else:
+        assert "confidence interval over panoramas.\n" in text and "unless noted" not in text

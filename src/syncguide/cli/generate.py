@@ -25,6 +25,7 @@ from syncguide.cli.io import save_png
 from syncguide.cli.loading import load_model, resolve_device
 from syncguide.cli.options import seed
 from syncguide.errors import UsageError
+from syncguide.images import IMAGE_SUFFIXES
 
 SCHEDULERS = ("ddpm", "ddim")
 # The paper's scales (ADM models, 100 DDPM steps): text 160, image 100.
@@ -61,6 +62,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_guidance_options(args)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} exists and is not a directory")
+    if args.out.suffix.lower() in IMAGE_SUFFIXES and not args.out.is_dir():
+        raise UsageError(
+            f"--out: is the directory for the samples (sample-SEED-INDEX.png); got a file name {args.out}"
+        )
     if not args.out.parent.is_dir():
         raise UsageError(f"--out: directory {args.out.parent} does not exist")
     clash = [p for p in output_paths(args) if p.exists()]

@@ -65,11 +65,11 @@ def markdown(results: dict[str, Any]) -> str:
         entry = results["methods"][m]
         cells = [_cell(entry["metrics"].get(c)) for c in names]
         lines.append(f"| {m} | {entry['n']} | " + " | ".join(cells) + " |")
+    noted = "; ".join(f"{COLUMNS[c][0].split(' ')[0]} {INTERVALS[c]}" for c in names if c in INTERVALS)
     notes = [
         "",
-        "Values are mean ± half a 95% confidence interval over panoramas unless noted: "
-        + "; ".join(f"{COLUMNS[c][0].split(' ')[0]} {INTERVALS[c]}" for c in names if c in INTERVALS)
-        + ".",
+        "Values are mean ± half a 95% confidence interval over panoramas"
+        + (f" unless noted: {noted}." if noted else "."),
         f"Crops: {results['crop']} px, non-overlapping; FID/KID/CLIP-S use one random crop per panorama; "
         f"{results['n_references']} reference images.",
         "",
