@@ -63,9 +63,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} exists and is not a directory")
     if args.out.suffix.lower() in IMAGE_SUFFIXES and not args.out.is_dir():
-        raise UsageError(
-            f"--out: is the directory for the samples (sample-SEED-INDEX.png); got a file name {args.out}"
-        )
+        raise UsageError(f"--out: is the directory for the samples (sample-SEED-INDEX.png); got a file name {args.out}")
     if not args.out.parent.is_dir():
         raise UsageError(f"--out: directory {args.out.parent} does not exist")
     clash = [p for p in output_paths(args) if p.exists()]
