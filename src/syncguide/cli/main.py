@@ -58,9 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     quiet_libraries()
-    warnings.formatwarning = _one_line_warning
+    formatting, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    handler = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+        handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
     except (UsageError, SettingError, NonFiniteError) as error:
@@ -71,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         terminated = isinstance(interrupt, Terminated)
         print(f"syncguide {command_name(args)}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 143 if terminated else 130
+    finally:  # a caller in the same process (tests, scripts) gets its warning format and SIGTERM handler back
+        warnings.formatwarning = formatting
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 def command_name(args: argparse.Namespace) -> str:
