@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from torchvision.models import VGG16_Weights
 
 from syncguide import __version__, registry
 from syncguide.cli.guidance_args import (
@@ -111,7 +110,8 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
     p.add_argument(
         "--lpips-weights",
         type=Path,
-        help=f"torchvision VGG16 state dict for the lpips-vgg loss (default: torchvision's cache, {vgg16_cache()})",
+        help="torchvision VGG16 state dict for the lpips-vgg loss (default: torchvision's cache,"
+        " $TORCH_HOME/hub/checkpoints/vgg16-397923af.pth)",
     )
     add_guidance_options(p, "1e3, content 1e4, style 1e4")
     p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
@@ -309,11 +309,11 @@ def perceptual_loss(name: str, device: torch.device, weights: Path | None = None
         if not weights.expanduser().is_file():
             raise UsageError(f"--lpips-weights: no such file: {weights}")
         return load_lpips(weights, device)
-    cache = vgg16_cache()
+    url, cache = vgg16_weights()
     try:
         if not cache.is_file():  # fetch it ourselves: offline, this fails before anything is printed
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(VGG16_Weights.IMAGENET1K_V1.url, str(cache), progress=True)
+            torch.hub.download_url_to_file(url, str(cache), progress=True)
         return lpips_vgg(device)
     except Exception as error:  # offline without the cached trunk: urllib, OSError, ...; say where to put it
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -325,9 +325,15 @@ def perceptual_loss(name: str, device: torch.device, weights: Path | None = None
         ) from None
 
 
-def vgg16_cache() -> Path:
-    """Where torchvision keeps the ImageNet VGG16 weights LPIPS-VGG's trunk loads (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_Weights.IMAGENET1K_V1.url).name
+def vgg16_weights() -> tuple[str, Path]:
+    """``(url, cache path)`` of the ImageNet VGG16 weights LPIPS-VGG's trunk loads (``$TORCH_HOME/hub/checkpoints``).
+
+    Imported here, not at start-up: only an lpips-vgg run needs torchvision's model registry.
+    """
+    from torchvision.models import VGG16_Weights
+
+    url = VGG16_Weights.IMAGENET1K_V1.url
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
 def _resolve(kind: str, name: str, option: str, *args: Any) -> Any:
