@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "SIGNED", "UNIT", "image_files", "load_images", "open_image"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "SIGNED", "UNIT", "image_files", "load_images", "open_image", "read_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 UNIT = (0.0, 1.0)
@@ -65,6 +65,22 @@ def open_image(path: str | Path, mode: str) -> Image.Image:
             return file.convert(mode)
     except Image.DecompressionBombError:
         raise ValueError(f"{path} has more than the {MAX_PIXELS:,} pixels allowed") from None
+
+
+def read_image(path: str | Path, mode: str) -> Image.Image:
+    """:func:`open_image`, with every failure a one-line ValueError naming ``path``: missing, not an image,
+    truncated or corrupt, more than :data:`MAX_PIXELS` pixels."""
+    try:
+        return open_image(path, mode)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory, not an image file") from None
+    except ValueError:
+        raise
+    except OSError as error:  # PIL's UnidentifiedImageError is an OSError too
+        unknown = isinstance(error, UnidentifiedImageError)
+        raise ValueError(f"{path} {'is not an image PIL can read' if unknown else 'is truncated or corrupt'}") from None
 
 
 def _read(path: Path, resolution: int | None) -> np.ndarray:

@@ -301,7 +301,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             hooks,
             callback,
             denoised="denoised" in call.tensor_inputs,
-            progress=lambda steps: self.progress_bar(steps),
+            progress=lambda steps: self._labelled_progress(steps, _label(settings, layout)),
             generator=_first(call.generator),
             eta=settings.eta,
         )
@@ -309,6 +309,17 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         images = self._postprocess(backbone, latents, call.output_type, wrap)
         self.maybe_free_model_hooks()
         return PanoramaOutput(images=images) if call.return_dict else (images, None)
+
+    def _labelled_progress(self, steps: Any, label: str) -> Any:
+        """diffusers' progress bar over ``steps``, labelled ``label`` unless the user's config has a ``desc``."""
+        config = getattr(self, "_progress_bar_config", {})
+        if "desc" in config:
+            return self.progress_bar(steps)
+        self._progress_bar_config = {**config, "desc": label}
+        try:
+            return self.progress_bar(steps)
+        finally:
+            self._progress_bar_config = config
 
     def _hooks(
         self,
@@ -398,3 +409,9 @@ def _negatives(negative: str | list[str] | None, n_prompts: int, per_prompt: int
 
 def _first(generator: Any) -> torch.Generator | None:
     return generator[0] if isinstance(generator, list) else generator
+
+
+def _label(settings: PanoramaSettings, layout: Layout | None) -> str:
+    """The progress bar's label: what is being denoised and how (``panorama (SyncDiffusion)``)."""
+    method = "SyncDiffusion" if settings.syncs else "MultiDiffusion"
+    return f"{'layout' if layout is not None else 'panorama'} ({method})"

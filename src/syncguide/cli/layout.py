@@ -10,6 +10,7 @@ from typing import Any
 
 from syncguide.cli import panorama
 from syncguide.cli.io import save_png
+from syncguide.cli.recall import add_from_option
 from syncguide.errors import UsageError
 from syncguide.layout import Layout, Region
 
@@ -26,7 +27,9 @@ class AppendRegion(argparse.Action):
 def add_parser(sub: Any) -> None:
     """Register the ``layout`` subcommand."""
     p = sub.add_parser("layout", help="generate an image from region prompts", description=__doc__)
-    p.add_argument("--background", dest="prompt", required=True, help="prompt for everything outside the regions")
+    p.add_argument(
+        "--background", dest="prompt", help="prompt for everything outside the regions (required unless --from)"
+    )
     region_options = {"dest": "regions", "action": AppendRegion, "nargs": 2, "default": []}
     p.add_argument(
         "--region",
@@ -41,6 +44,7 @@ def add_parser(sub: Any) -> None:
         **region_options,
     )
     panorama.add_sampler_options(p, layout=True)
+    add_from_option(p)
     p.add_argument("--out", type=Path, default=Path("layout.png"), help="output PNG (default layout.png)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(run=run)

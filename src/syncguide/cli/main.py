@@ -9,12 +9,12 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from syncguide.cli import batch, demo, evaluate, finetune, generate, layout, panorama, reproduce
+from syncguide.cli import batch, demo, evaluate, finetune, generate, info, layout, panorama, recall, reproduce
 from syncguide.cli.options import usage_message
 from syncguide.cli.parser import Parser, make_parser
 from syncguide.errors import NonFiniteError, SettingError, UsageError
 
-COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce)
+COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce, info)
 """The subcommand modules, in the order ``--help`` lists them."""
 
 __all__ = ["COMMANDS", "Parser", "build_parser", "main"]
@@ -56,7 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     :mod:`syncguide.cli.options`), is one line ``syncguide CMD: error: --option: rule``. An interrupt is one line
     too; files are written atomically, so none is left half-written or temporary.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "from_png", None) is not None:  # --from FILE.png: its settings, then the options typed
+        try:
+            args = parser.parse_args(recall.expand(parser, argv, args))
+        except UsageError as error:
+            print(f"syncguide {command_name(args)}: error: {error}", file=sys.stderr)
+            return 2
     quiet_libraries()
     formatting, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     handler = None

@@ -33,6 +33,7 @@ from syncguide.cli.guidance_args import (
 from syncguide.cli.io import check_output, save_png
 from syncguide.cli.loading import check_model, load_pipeline, resolve_device
 from syncguide.cli.options import seed
+from syncguide.cli.recall import add_from_option
 from syncguide.errors import SettingError, UsageError
 from syncguide.guidance.perceptual import lpips_vgg
 from syncguide.metrics.reference_networks import load_lpips
@@ -81,8 +82,9 @@ class PanoramaJob:
 def add_parser(sub: Any) -> None:
     """Register the ``panorama`` subcommand."""
     p = sub.add_parser("panorama", help="generate a wide image", description=__doc__)
-    p.add_argument("prompt", help="text prompt")
+    p.add_argument("prompt", nargs="?", help="text prompt (required unless --from gives one)")
     add_sampler_options(p)
+    add_from_option(p)
     p.add_argument("--out", type=Path, default=Path("panorama.png"), help="output PNG (default panorama.png)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(run=run)
@@ -156,6 +158,8 @@ def prepare(
     ``quiet`` skips the note about the bundled model; ``layout`` adds the layout settings. ``args`` is not changed.
     """
     args = argparse.Namespace(**vars(args))  # the guidance helpers fill weights in: never the caller's namespace
+    if args.prompt is None:
+        raise UsageError(f"{'--background' if layout else 'PROMPT'}: a prompt is required (or --from FILE.png)")
     given = given_settings(args, layout)
     check_guidance_options(args)
     check_output(args.out, args.overwrite)
