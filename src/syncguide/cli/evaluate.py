@@ -22,10 +22,25 @@ NETWORKS = ("auto", "demo", "real")
 
 def add_parser(sub: Any) -> None:
     """Register the ``eval`` subcommand."""
-    p = sub.add_parser("eval", help="evaluate panoramas (Intra-LPIPS, Intra-Style-L, GIQA, FID, KID, CLIP-S)")
-    p.add_argument("panorama_dir", type=Path, metavar="PANORAMA_DIR", help="PNGs written by syncguide panorama")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate panoramas (Intra-LPIPS, Intra-Style-L, GIQA, FID, KID, CLIP-S)",
+        description="Evaluate a directory of panoramas per method. PNGs written by syncguide layout are evaluated "
+        "as their own methods ('... (layout)') with their background prompt as the prompt (CLIP-S, --prompts). "
+        "Judge agreement's interval is the 95%% Wilson score interval with n = the number of panoramas.",
+    )
+    p.add_argument(
+        "panorama_dir",
+        type=Path,
+        metavar="PANORAMA_DIR",
+        help="PNGs written by syncguide panorama (or layout: its background prompt is the prompt), one size",
+    )
     p.add_argument("--reference", type=Path, help="window-size images from the same model (GIQA, FID, KID)")
-    p.add_argument("--prompts", type=Path, help="evaluate only panoramas with these prompts (one per line)")
+    p.add_argument(
+        "--prompts",
+        type=Path,
+        help="evaluate only panoramas with these prompts (UTF-8 text, one per line; a layout's background prompt)",
+    )
     p.add_argument("--metrics", nargs="+", choices=PANORAMA_METRICS, help="default: all that the inputs allow")
     p.add_argument(
         "--networks",

@@ -61,7 +61,8 @@ def compute_records(
     jobs = [("panoramas", p.path, p.prompt) for p in panoramas] + [("references", r, None) for r in references]
     mine = shard(jobs, state.process_index, state.num_processes)
     computed = 0
-    for kind, path, prompt in tqdm(mine, desc=f"eval [{state.process_index}]", leave=False):
+    label = "eval: metrics and features" + (f" [{state.process_index}]" if state.num_processes > 1 else "")
+    for kind, path, prompt in tqdm(mine, desc=label, unit="image", leave=False):
         target = record_path(cache, kind, path)
         stamp = fingerprint(path, record_settings)
         if load_record(target, stamp) is not None:
@@ -96,6 +97,36 @@ def mean_ci(values: torch.Tensor) -> dict[str, Any]:
     return {"value": mean, "ci": [mean - half, mean + half], "n": len(values)}
 
 
+Z95 = 1.959963984540054
+"""The standard normal quantile of 0.975 (two-sided 95% intervals)."""
+
+
+def wilson_ci(values: torch.Tensor) -> dict[str, Any]:
+    """Mean with the 95% Wilson score interval of per-panorama proportions ``(n,)`` in [0, 1].
+
+    The interval is Wilson's for a proportion ``p`` (the mean of ``values``) of ``n`` trials, ``n`` being the number
+    of panoramas (one trial each; the crop pairs of one panorama are not independent, so they are not counted as
+    trials)::
+
+        (p + z^2 / 2n  ±  z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n),   z = 1.96
+
+    It lies in [0, 1] (even at p = 0 or 1, where a normal interval has zero width) and contains ``p``. For 0/1
+    values it is the textbook interval; for fractions (a panorama's share of agreeing crop pairs) it is
+    conservative, since a [0, 1] variable of mean p has variance at most p (1 - p). ValueError for values outside
+    [0, 1] or none.
+    """
+    values = values.double().flatten()
+    if len(values) == 0:
+        raise ValueError("wilson_ci needs at least one value")
+    if not bool(((values >= 0) & (values <= 1)).all()):
+        raise ValueError(f"wilson_ci needs proportions in [0, 1]; got values in [{values.min():g}, {values.max():g}]")
+    n, p, z2 = len(values), values.mean().item(), Z95**2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    low, high = max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # rounding: keep p inside [0, 1]
+    return {"value": p, "ci": [low, high], "n": n, "interval": "wilson"}
+
+
 def bootstrap_ci(
     statistic: Callable[[torch.Tensor], float], samples: torch.Tensor, rounds: int, seed: int = 0
 ) -> list[float]:
@@ -121,10 +152,11 @@ def summarize(records: list[Record], reference: torch.Tensor | None, settings: M
         ("intra_style_sum", "intra-style-sum"),
         ("intra_style_mean", "intra-style-mean"),
         ("clip_score", "clip-score"),
-        ("judge", "judge"),
     ):
-        if all(key in r for r in records):
+        if records and all(key in r for r in records):
             out[name] = mean_ci(torch.cat([r[key] for r in records]))
+    if records and all("judge" in r for r in records):  # a proportion: Wilson's interval, n = panoramas
+        out["judge"] = wilson_ci(torch.cat([r["judge"] for r in records]))
     if reference is None:
         return out
     if all("crop_features" in r for r in records):

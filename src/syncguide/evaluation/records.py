@@ -83,15 +83,19 @@ def reference_record(image: torch.Tensor, networks: MetricNetworks) -> dict[str,
 
 
 def load_record(path: Path, stamp: str) -> dict[str, torch.Tensor] | None:
-    """The cached record at ``path`` if it exists with fingerprint ``stamp``, else None."""
+    """The cached record at ``path`` if it exists, is readable and has fingerprint ``stamp``, else None (a corrupt
+    cache file is recomputed, not an error)."""
     if not path.is_file():
         return None
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as handle:
-        if (handle.metadata() or {}).get("fingerprint") != stamp:
-            return None
-    return load_file(str(path))
+    try:
+        with safe_open(str(path), "pt") as handle:
+            if (handle.metadata() or {}).get("fingerprint") != stamp:
+                return None
+        return load_file(str(path))
+    except Exception:  # a truncated or corrupt cache file (safetensors' own error types): recompute it
+        return None
 
 
 def save_record(path: Path, record: dict[str, torch.Tensor], stamp: str) -> None:

@@ -20,7 +20,14 @@ COLUMNS = {
     "clip-score": ("Mean-CLIP-S ↑", False, "clip"),
     "judge": ("Judge agreement ↑", False, "judge"),
 }
-INTERVALS = {"fid": "95% bootstrap interval over panoramas", "kid": "± one std over KID subsets"}
+INTERVALS = {
+    "fid": "95% bootstrap interval over panoramas",
+    "kid": "± one std over KID subsets",
+    "judge": "95% Wilson score interval [low, high] of the mean crop-pair agreement, n = the number of panoramas "
+    "(within [0, 1]; conservative, as each panorama's agreement is a share in [0, 1])",
+}
+BRACKETED = ("judge",)
+"""Metrics whose (asymmetric) interval the table shows as ``value [low, high]`` rather than ``value ± half``."""
 
 
 def write_report(out: Path, results: dict[str, Any]) -> list[Path]:
@@ -40,12 +47,14 @@ def ordered_methods(results: dict[str, Any]) -> list[str]:
     return sorted(results["methods"], key=lambda m: results["methods"][m]["sync_weight"])
 
 
-def _cell(entry: dict[str, Any] | None) -> str:
+def _cell(entry: dict[str, Any] | None, bracketed: bool = False) -> str:
     if entry is None:
         return "–"
     value, (low, high) = entry["value"], entry["ci"]
     if math.isnan(low):
         return _number(value)
+    if bracketed:
+        return f"{_number(value)} [{_number(low)}, {_number(high)}]"
     return f"{_number(value)} ± {_number((high - low) / 2)}"
 
 
@@ -63,7 +72,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for m in methods:
         entry = results["methods"][m]
-        cells = [_cell(entry["metrics"].get(c)) for c in names]
+        cells = [_cell(entry["metrics"].get(c), c in BRACKETED) for c in names]
         lines.append(f"| {m} | {entry['n']} | " + " | ".join(cells) + " |")
     noted = "; ".join(f"{COLUMNS[c][0].split(' ')[0]} {INTERVALS[c]}" for c in names if c in INTERVALS)
     notes = [

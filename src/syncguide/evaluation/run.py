@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from syncguide import registry
 from syncguide.atomic import write_atomic
 from syncguide.errors import SettingError
 from syncguide.evaluation.compute import MetricSettings, compute_records, read_records, summarize
-from syncguide.evaluation.inputs import Panorama, check_one_size, list_pngs, read_panoramas, read_prompts
+from syncguide.evaluation.inputs import Panorama, check_one_size, list_pngs, read_panorama_dir, read_prompts
 from syncguide.evaluation.records import NEEDS_REFERENCE, PANORAMA_METRICS
 from syncguide.evaluation.report import write_report
 from syncguide.metrics.networks import REAL, MetricNetworks, load_networks, real_networks
@@ -52,7 +53,8 @@ class EvalSettings:
     """What to evaluate and how.
 
     Attributes:
-        panorama_dir: PNGs written by ``syncguide panorama`` (one size; their stored parameters name the method).
+        panorama_dir: PNGs written by ``syncguide panorama`` (one size; their stored parameters name the method) or
+            ``syncguide layout`` (their own methods, ``... (layout)``; the background prompt is their prompt).
         reference: window-size images from the same model (GIQA, FID, KID), or None.
         prompts: a prompt file; only panoramas with these prompts are evaluated (None: all).
         metrics: names from ``PANORAMA_METRICS`` (None: every one the inputs and networks allow).
@@ -125,8 +127,7 @@ def check_inputs(settings: EvalSettings) -> EvalInputs:
     if unknown:
         raise SettingError("metrics", f"must be among {', '.join(PANORAMA_METRICS)}; got {unknown[0]!r}")
     prompts = read_prompts(settings.prompts) if settings.prompts else None
-    panoramas = read_panoramas(settings.panorama_dir, prompts)
-    crop, width = check_one_size([p.path for p in panoramas], "panorama_dir")
+    panoramas, (crop, width) = read_panorama_dir(settings.panorama_dir, prompts)
     if width % crop or width < 2 * crop:
         rule = f"width must be a multiple (>= 2) of the height (crop size); got {crop}x{width}"
         raise SettingError("panorama_dir", rule)
@@ -136,6 +137,7 @@ def check_inputs(settings: EvalSettings) -> EvalInputs:
     needed = sorted(set(settings.metrics or ()) & set(NEEDS_REFERENCE))
     if not references and needed:
         raise SettingError("reference", f"needed for {', '.join(needed)}")
+    check_out(settings)
     return EvalInputs(panoramas, references, crop, resolve_networks(settings.networks.name, panoramas))
 
 
@@ -175,6 +177,62 @@ def _load(settings: NetworkSettings, name: str, device: torch.device) -> MetricN
         raise SettingError("networks", f"cannot load the real metric networks ({first}); try 'demo'") from None
 
 
+CLAIM = "evaluation.json"
+"""The file in the output directory that records what it evaluates (:func:`claim_out`)."""
+CLAIM_KEYS = ("panoramas", "references", "prompts", "settings")
+
+
+def check_out(settings: EvalSettings) -> None:
+    """Refuse, before any work, an output directory that cannot hold the report: a file, the panorama or
+    reference directory (the report's plots are PNGs), one whose parent cannot be written, or one whose
+    ``evaluation.json`` is not an evaluation record (unless ``overwrite``: :func:`read_claim`)."""
+    out = settings.out_dir
+    if out.exists() and not out.is_dir():
+        raise SettingError("out", f"{out} exists and is not a directory")
+    inputs = [settings.panorama_dir, *([settings.reference] if settings.reference else [])]
+    if any(_same_directory(out, directory) for directory in inputs):
+        raise SettingError("out", f"{out} is an input directory; give the report a directory of its own")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingError("out", f"cannot write in {existing}")
+    read_claim(out / CLAIM, settings.overwrite)
+
+
+def _same_directory(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def read_claim(path: Path, overwrite: bool) -> dict[str, Any] | None:
+    """The evaluation record ``path`` (None if there is none, or, with ``overwrite``, if it is not a record).
+
+    SettingError (``out``) if it is not a regular file, or (without ``overwrite``) not UTF-8 JSON of the shape
+    :func:`claim_out` writes: such a file is never replaced silently."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_file():
+        raise SettingError("out", f"{path} is not a regular file; remove it or use another directory")
+    try:
+        recorded = json.loads(path.read_bytes().decode("utf-8"))
+        problem = None
+        if not isinstance(recorded, dict):
+            problem = f"a JSON {type(recorded).__name__}, not an object"
+        elif any(key not in recorded for key in CLAIM_KEYS):
+            problem = f"no '{next(key for key in CLAIM_KEYS if key not in recorded)}'"
+    except OSError as error:
+        raise SettingError("out", f"cannot read {path}: {error.strerror or error}") from None
+    except ValueError as error:  # not UTF-8, not JSON
+        problem = "not JSON" if isinstance(error, json.JSONDecodeError) else "not UTF-8 text"
+    if problem is None:
+        return recorded
+    if overwrite:
+        return None
+    rule = f"{path} is not an evaluation record ({problem}); overwrite it (--overwrite) or use another directory"
+    raise SettingError("out", rule)
+
+
 def claim_out(settings: EvalSettings, panoramas: list[Panorama], metric_settings: MetricSettings, state: Any) -> None:
     """Record what the output directory evaluates; refuse (unless ``overwrite``) one holding another evaluation."""
     source = {
@@ -184,9 +242,12 @@ def claim_out(settings: EvalSettings, panoramas: list[Panorama], metric_settings
         "settings": metric_settings.record_settings(),
     }
     out = settings.out_dir
-    path = out / "evaluation.json"
-    if path.exists() and json.loads(path.read_text()) != source and not settings.overwrite:
-        raise SettingError("out", f"{out} holds an evaluation of other inputs; overwrite it or use another directory")
+    path = out / CLAIM
+    recorded = read_claim(path, settings.overwrite)
+    if recorded is not None and recorded != source and not settings.overwrite:
+        raise SettingError(
+            "out", f"{out} holds an evaluation of other inputs; overwrite it (--overwrite) or use another directory"
+        )
     state.wait_for_everyone()
     if state.is_main_process:
         write_atomic(path, json.dumps(source, indent=2).encode(), overwrite=True)
