@@ -95,7 +95,7 @@ def test_a_signal_mid_run_is_one_line_and_leaves_no_file(tiny_dir, tmp_path, sig
         time.sleep(0.05)
     assert b"2/400" in seen, bytes(seen)[-500:]  # sampling has started
     proc.send_signal(sig)
-    assert proc.wait(timeout=60) == status
+    assert proc.wait(timeout=180) == status
     reader.join(timeout=10)
     lines = [line for line in bytes(seen).decode().replace("\r", "\n").splitlines() if line.startswith("syncguide")]
     assert lines == [f"syncguide panorama: {word}"], bytes(seen)[-800:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class SettingError(ValueError):
     """A library setting whose value breaks its rule.
@@ -31,3 +33,44 @@ class NonFiniteError(ArithmeticError):
         )
         self.step = step
         self.total = total
+
+
+ADVICE = {
+    "a denoising call": ("view_batch_size",),
+    "the sync pass": ("sync_batch_size", "sync_checkpointing", "view_batch_size"),
+    "the decode": ("width", "height"),
+    "the window stack": ("stride", "width", "height"),
+}
+"""The settings that shrink each phase of a panorama run (:mod:`syncguide.memory`)."""
+
+
+class OutOfMemory(MemoryError):
+    """A panorama needs more memory than the device has: ``phase`` (a key of :data:`ADVICE`, or None for an
+    out-of-memory error raised while sampling), ``device``, ``need`` and ``free`` bytes (None where unknown).
+
+    :meth:`message` says how to fit, naming settings through ``name`` (the command line passes its option names).
+    """
+
+    def __init__(self, phase: str | None, device: str, need: float | None = None, free: float | None = None) -> None:
+        self.phase, self.device, self.need, self.free = phase, device, need, free
+        super().__init__(self.message(lambda setting: setting))
+
+    def message(self, name: Callable[[str], str]) -> str:
+        """The one-line explanation, with the settings to change named by ``name(setting)``."""
+        if self.phase is None:
+            what = f"{self.device} ran out of memory while sampling"
+            settings = dict.fromkeys(s for advice in ADVICE.values() for s in advice)
+        else:
+            what = f"{self.phase} needs at least about {_gib(self.need)} but {self.device} has {_gib(self.free)} free"
+            settings = dict.fromkeys(ADVICE[self.phase])
+        tips = {
+            "sync_batch_size": f"{name('sync_batch_size')} 1",
+            "sync_checkpointing": name("sync_checkpointing"),
+            "stride": f"a larger {name('stride')}",
+        }
+        hint = ", ".join(tips.get(s, f"a smaller {name(s)}") for s in settings)
+        return f"{what}: to fit, try {hint}, or float16 on a GPU"
+
+
+def _gib(size: float | None) -> str:
+    return "?" if size is None else f"{max(round(size / 2**30, 1), 0.1)} GiB"

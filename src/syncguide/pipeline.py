@@ -8,7 +8,8 @@ passed as keywords of the same names or as one ``settings=`` object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,7 +22,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from syncguide.errors import SettingError
+from syncguide import memory
+from syncguide.errors import OutOfMemory, SettingError
 from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
 from syncguide.guidance.semantic import Guidance
 from syncguide.layout import Layout
@@ -68,6 +70,7 @@ class _Call:
     tensor_inputs: Sequence[str]
     perceptual_loss: PerceptualLoss | None
     semantic_guidance: Guidance | None
+    memory_check: bool = True
 
 
 class SyncDiffusionPipeline(DiffusionPipeline):
@@ -142,6 +145,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         perceptual_loss: PerceptualLoss | None = None,
         semantic_guidance: Guidance | None = None,
+        memory_check: bool = True,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate panoramas.
@@ -161,6 +165,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             semantic_guidance: SDG guidance (:mod:`syncguide.guidance.semantic`) applied to every window through
                 its decoded x0 prediction, e.g. a :class:`~syncguide.guidance.semantic.StyleGuidance` for "a
                 panorama of PROMPT in the style of REF"; composes with sync.
+            memory_check: estimate the memory the run needs first (:mod:`syncguide.memory`) and raise
+                :class:`~syncguide.errors.OutOfMemory` (a MemoryError saying which settings shrink it) where it
+                clearly exceeds what the device has free; an out-of-memory error while sampling raises the same.
             options: any field of :class:`~syncguide.settings.PanoramaSettings`: ``negative_prompt``,
                 ``height``, ``width`` (pixels; default one window high and six wide, 512 x 3072 for SD 2-base,
                 the paper's setting), ``num_inference_steps``, ``guidance_scale``, ``stride`` (latent pixels),
@@ -182,6 +189,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs,
             perceptual_loss,
             semantic_guidance,
+            memory_check,
         )
         return self._generate([cond], None, settings, call)
 
@@ -198,6 +206,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         perceptual_loss: PerceptualLoss | None = None,
         semantic_guidance: Guidance | None = None,
+        memory_check: bool = True,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate images from a layout: a background prompt plus (prompt, mask) regions (region MultiDiffusion).
@@ -234,6 +243,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs,
             perceptual_loss,
             semantic_guidance,
+            memory_check,
         )
         return self._generate(conds, layout, settings, call)
 
@@ -279,6 +289,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         window, size, windows = _canvas(backbone, settings)
         plan = panorama_plan(windows) if layout is None else region_plan(layout.masks(*size).to(device), windows)
         b = conds[0].rows
+        wrap = seam_padding(window) if settings.circular_padding else 0
+        if call.memory_check:
+            self._check_memory(settings, (size[0], size[1] + 2 * wrap), window, b, len(plan.windows), conds[0], device)
         latents = self._initial_latents((b, backbone.latent_channels, *size), call.generator, call.latents, device)
         self.scheduler.set_timesteps(settings.num_inference_steps, device=device)
         rows_per_call = settings.view_batch_size * b
@@ -294,21 +307,57 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         callback = None
         if call.callback_on_step_end is not None:
             callback = self._wrap_callback(call.callback_on_step_end, call.tensor_inputs)
-        latents = sample_joint(
-            denoiser,
-            latents,
-            plan,
-            hooks,
-            callback,
-            denoised="denoised" in call.tensor_inputs,
-            progress=lambda steps: self._labelled_progress(steps, _label(settings, layout)),
-            generator=_first(call.generator),
-            eta=settings.eta,
-        )
-        wrap = seam_padding(window) if settings.circular_padding else 0
-        images = self._postprocess(backbone, latents, call.output_type, wrap)
+        with _reporting_out_of_memory(device):
+            latents = sample_joint(
+                denoiser,
+                latents,
+                plan,
+                hooks,
+                callback,
+                denoised="denoised" in call.tensor_inputs,
+                progress=lambda steps: self._labelled_progress(steps, _label(settings, layout)),
+                generator=_first(call.generator),
+                eta=settings.eta,
+            )
+            images = self._postprocess(backbone, latents, call.output_type, wrap)
         self.maybe_free_model_hooks()
         return PanoramaOutput(images=images) if call.return_dict else (images, None)
+
+    def _check_memory(
+        self,
+        settings: PanoramaSettings,
+        latent: tuple[int, int],
+        window: int,
+        images: int,
+        windows: int,
+        cond: Conditioning,
+        device: torch.device,
+    ) -> None:
+        """OutOfMemory where the estimate (:func:`syncguide.memory.estimate`) clearly exceeds ``device``'s free
+        memory; ``latent`` is the decoded canvas (wrap padding included), ``windows`` the rows per image, ``cond``
+        one image's conditioning (repeated for every row)."""
+        backbone = self.backbone
+        denoiser = getattr(backbone, "unet", None)
+        decoder = getattr(backbone, "decoder", None) or getattr(backbone, "vae", None)
+        if denoiser is None or decoder is None:
+            return  # a backbone this estimate does not know: the out-of-memory error is still reported
+        sync_rows = (settings.sync_batch_size or settings.view_batch_size) * images if settings.syncs else 0
+        element = torch.finfo(backbone.dtype).bits // 8
+        per_row = sum(v[0].numel() * v.element_size() for part in (cond.cond, cond.uncond or {}) for v in part.values())
+        state = memory.state_bytes(latent, window, backbone.latent_channels, images, windows, element, per_row)
+        need = memory.estimate(
+            denoiser.config,
+            decoder.config,
+            latent,
+            window,
+            images,
+            settings.view_batch_size * images,
+            settings.guidance_scale > 1,
+            sync_rows,
+            settings.sync_checkpointing,
+            element,
+        )
+        memory.check_fits(need, device, state)
 
     def _labelled_progress(self, steps: Any, label: str) -> Any:
         """diffusers' progress bar over ``steps``, labelled ``label`` unless the user's config has a ``desc``."""
@@ -409,6 +458,22 @@ def _negatives(negative: str | list[str] | None, n_prompts: int, per_prompt: int
 
 def _first(generator: Any) -> torch.Generator | None:
     return generator[0] if isinstance(generator, list) else generator
+
+
+@contextlib.contextmanager
+def _reporting_out_of_memory(device: torch.device) -> Iterator[None]:
+    """Turn an out-of-memory error of torch (CUDA, MPS, the CPU allocator) into :class:`OutOfMemory`."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        if isinstance(error, OutOfMemory):
+            raise
+        raise OutOfMemory(None, str(device)) from None
+    except RuntimeError as error:  # the CPU allocator and MPS raise plain RuntimeErrors
+        text = str(error)
+        if "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text:
+            raise OutOfMemory(None, str(device)) from None
+        raise
 
 
 def _label(settings: PanoramaSettings, layout: Layout | None) -> str:

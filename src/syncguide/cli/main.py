@@ -10,9 +10,9 @@ import warnings
 from collections.abc import Sequence
 
 from syncguide.cli import batch, demo, evaluate, finetune, generate, info, layout, panorama, recall, reproduce
-from syncguide.cli.options import usage_message
+from syncguide.cli.options import option_name, usage_message
 from syncguide.cli.parser import Parser, make_parser
-from syncguide.errors import NonFiniteError, SettingError, UsageError
+from syncguide.errors import NonFiniteError, OutOfMemory, SettingError, UsageError
 
 COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce, info)
 """The subcommand modules, in the order ``--help`` lists them."""
@@ -72,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
+    except OutOfMemory as error:
+        print(f"syncguide {command_name(args)}: error: {error.message(option_name)}", file=sys.stderr)
+        return 2
     except (UsageError, SettingError, NonFiniteError) as error:
         message = usage_message(error) if isinstance(error, SettingError) else str(error)
         print(f"syncguide {command_name(args)}: error: {message}", file=sys.stderr)

@@ -68,6 +68,7 @@ class PanoramaJob:
     perceptual_loss: torch.nn.Module | None
     semantic_guidance: Any
     parameters: dict[str, Any]
+    memory_check: bool = True
 
     def call_arguments(self) -> dict[str, Any]:
         """The keyword arguments of the pipeline call other than the prompt or layout."""
@@ -76,6 +77,7 @@ class PanoramaJob:
             "generator": torch.Generator("cpu").manual_seed(self.seed),
             "perceptual_loss": self.perceptual_loss,
             "semantic_guidance": self.semantic_guidance,
+            "memory_check": self.memory_check,
         }
 
 
@@ -119,6 +121,12 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
     p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    p.add_argument(
+        "--no-memory-check",
+        dest="memory_check",
+        action="store_false",
+        help="skip the estimate that refuses a run needing clearly more memory than the device has free",
+    )
 
 
 def _add_setting(p: argparse.ArgumentParser, item: dataclasses.Field) -> None:
@@ -185,7 +193,7 @@ def prepare(
         "device": str(device),
         "syncguide": __version__,
     }
-    return PanoramaJob(pipe, args.prompt, settings, args.seed, loss, semantic, params)
+    return PanoramaJob(pipe, args.prompt, settings, args.seed, loss, semantic, params, args.memory_check)
 
 
 def _model(spec: str | None, quiet: bool) -> tuple[str, bool]:
