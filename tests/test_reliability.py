@@ -295,3 +295,32 @@ def test_eval_report_has_no_dangling_sentence(metric: str, noted: bool) -> None:
         assert "over panoramas unless noted: FID 95% bootstrap interval over panoramas." in text
     else:
         assert "confidence interval over panoramas.\n" in text and "unless noted" not in text
+
+
+@pytest.mark.parametrize("width", ["50000000", "32769", "63"])
+def test_demo_world_refuses_widths_outside_its_range(tmp_path, capsys, width: str) -> None:
+    assert run_cli(["demo", "world", "--width", width, "--out", str(tmp_path / "w.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"syncguide demo world: error: --width: must be in [64, 32768]; got {width}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stretched_mask_is_one_warning_line(tiny_dir, tmp_path, recwarn) -> None:
+    from PIL import Image
+
+    from syncguide.cli.main import _one_line_warning
+
+    Image.new("L", (4, 900), 255).save(tmp_path / "tall.png")
+    Image.new("L", (256, 128), 255).save(tmp_path / "fits.png")
+    base = ["layout", "--model", str(tiny_dir), *FAST, "--method", "multidiffusion", "--background", "sky"]
+    assert run_cli([*base, "--region", "a", str(tmp_path / "tall.png"), "--out", str(tmp_path / "a.png")]) == 0
+    stretched = [w for w in recwarn if "stretched" in str(w.message)]
+    assert len(stretched) == 1
+    line = _one_line_warning(stretched[0].message, stretched[0].category)
+    assert line == (
+        f"syncguide: warning: --region 'a': the mask {tmp_path / 'tall.png'} is 4 x 900 px, stretched 450.0x"
+        " to the 128 x 64 canvas\n"
+    )
+    recwarn.clear()
+    assert run_cli([*base, "--region", "a", str(tmp_path / "fits.png"), "--out", str(tmp_path / "b.png")]) == 0
+    assert not [w for w in recwarn if "stretched" in str(w.message)]

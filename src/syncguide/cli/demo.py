@@ -14,6 +14,7 @@ from syncguide.cli.options import seed
 from syncguide.demo.train import RECIPES, recipe
 from syncguide.demo.world import MIN_WIDTH, SEASONS, TIMES, generate, labels_to_json
 from syncguide.errors import UsageError
+from syncguide.settings import MAX_SIDE
 
 RUNS = Path("runs")
 
@@ -24,7 +25,9 @@ def add_parser(sub: Any) -> None:
     commands = demo.add_subparsers(dest="demo_command", required=True, parser_class=type(demo))
     world = commands.add_parser("world", help="render one landscape panorama with its labels")
     world.add_argument("--seed", type=seed, default=0, help="world seed, 0 .. 2^64 - 1 (default 0)")
-    world.add_argument("--width", type=int, default=512, help=f"pixels, >= {MIN_WIDTH} (height is 64)")
+    world.add_argument(
+        "--width", type=int, default=512, help=f"pixels, {MIN_WIDTH} .. {MAX_SIDE} (height is 64; default 512)"
+    )
     world.add_argument("--time", choices=TIMES, help="fix the time of day")
     world.add_argument("--season", choices=SEASONS, help="fix the season")
     world.add_argument("--out", type=Path, default=Path("world.png"))
@@ -44,8 +47,8 @@ def add_parser(sub: Any) -> None:
 
 def run_world(args: argparse.Namespace) -> int:
     """Render, save the PNG with its labels (text chunk), print the labels as one JSON line."""
-    if args.width < MIN_WIDTH:
-        raise UsageError(f"--width: must be >= {MIN_WIDTH}; got {args.width}")
+    if not MIN_WIDTH <= args.width <= MAX_SIDE:
+        raise UsageError(f"--width: must be in [{MIN_WIDTH}, {MAX_SIDE}]; got {args.width}")
     check_output(args.out, args.overwrite)
     fixed = {k: getattr(args, k) for k in ("time", "season") if getattr(args, k) is not None}
     image, labels = generate(args.seed, args.width, **fixed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,33 @@ def check_coverage(regions: list[Region], items: list[tuple[str, str, str]], hei
             )
 
 
+STRETCH = 1.1
+"""A mask whose aspect ratio differs from the canvas' by more than this factor is stretched: say so."""
+
+
+def warn_if_stretched(regions: list[Region], items: list[tuple[str, str, str]], height: int, width: int) -> None:
+    """Warn (one line each) for every mask image whose aspect ratio differs from the ``height`` x ``width``
+    canvas' by more than :data:`STRETCH`: it is resized to the canvas, so its shapes are distorted."""
+    for region, (option, prompt, value) in zip(regions, items, strict=True):
+        if region.mask is None:
+            continue
+        h, w = region.mask.shape
+        factor = (w / h) / (width / height)
+        if max(factor, 1 / factor) > STRETCH:
+            warnings.warn(
+                f"{option} {prompt!r}: the mask {value} is {w} x {h} px, stretched {max(factor, 1 / factor):.1f}x"
+                f" to the {width} x {height} canvas",
+                stacklevel=2,
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate, save the PNG with its parameters, print them as one JSON line."""
     regions = read_regions(args.regions)
     job = panorama.prepare(args, layout=True)
     scale = job.pipe.backbone.vae_scale
     check_coverage(regions, args.regions, job.settings.height // scale, job.settings.width // scale)
+    warn_if_stretched(regions, args.regions, job.settings.height, job.settings.width)
     params = parameters(job.parameters, args.regions)
     start = time.perf_counter()
     image = job.pipe.layout(Layout(args.prompt, tuple(regions)), **job.call_arguments()).images[0]
