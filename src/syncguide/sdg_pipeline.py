@@ -3,7 +3,12 @@
 Loads any diffusers ``UNet2DModel`` + DDPM/DDIM checkpoint (``google/ddpm-ema-church-256``, the demo DDPM, an ADM
 port with a learned variance) with ``from_pretrained``; ``semantic_guidance`` is one of the objects of
 :mod:`syncguide.guidance.semantic`. Arguments follow diffusers' conventions (``DDPMPipeline``: ``batch_size``
-positional, the rest keyword-only; ``output_type``, ``return_dict``, ``callback_on_step_end``).
+positional, the rest keyword-only; ``output_type``, ``return_dict``, ``callback_on_step_end``; ``generator`` a
+list of one generator per sample).
+
+Per-sample generators (:func:`sample_generators`) make a sample independent of its batch: its initial noise, the
+fresh noise of every DDPM (or DDIM ``eta > 0``) step and the noise of content/style guidance's reference all come
+from its own generator, so sample ``(seed, index)`` is the same whatever the batch size, and can be made alone.
 
 References:
     Liu et al., "More Control for Free! Image Synthesis with Semantic Diffusion Guidance", WACV 2023.
@@ -11,18 +16,21 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 
 from syncguide.errors import SettingError
-from syncguide.guidance.semantic import Guidance
+from syncguide.guidance.semantic import ContentGuidance, Guidance, MultiGuidance, StyleGuidance
 from syncguide.sampling.guided import sample_unconditional
-from syncguide.schedulers import check_variance
+from syncguide.schedulers import check_variance, q_sample
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -59,7 +67,7 @@ class SemanticGuidancePipeline(DiffusionPipeline):
         self,
         batch_size: int = 1,
         *,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         num_inference_steps: int = 100,
         semantic_guidance: Guidance | None = None,
         eta: float = 0.0,
@@ -74,6 +82,9 @@ class SemanticGuidancePipeline(DiffusionPipeline):
         """Sample ``batch_size`` images.
 
         Args:
+            generator: one generator for the batch, or a list of ``batch_size`` (one per sample: each sample's
+                initial noise, step noise and content/style reference noise come from its own, so it does not
+                depend on its batch; :func:`sample_generators`).
             semantic_guidance: the semantic guidance (None: plain sampling, the same draws as diffusers'
                 DDPM/DDIM pipelines). ``guidance`` is its deprecated former name (FutureWarning).
             eta, use_clipped_model_output: DDIM options (ignored by DDPM); ``eta`` >= 0 scales DDIM's fresh noise
@@ -96,6 +107,12 @@ class SemanticGuidancePipeline(DiffusionPipeline):
         shape = self._check_call(
             batch_size, num_inference_steps, eta, latents, output_type, callback_on_step_end_tensor_inputs
         )
+        if isinstance(generator, list | tuple):
+            if len(generator) != batch_size:
+                rule = f"must be one generator or a list of batch_size ({batch_size}); got a list of {len(generator)}"
+                raise SettingError("generator", rule)
+            generator = list(generator)
+            semantic_guidance = per_sample_reference_noise(semantic_guidance, generator)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
         self.scheduler.set_timesteps(num_inference_steps)
@@ -142,6 +159,65 @@ class SemanticGuidancePipeline(DiffusionPipeline):
             raise SettingError("latents", rule)
         check_variance(self.scheduler, config.in_channels, config.out_channels)
         return shape
+
+
+def sample_generators(seed: int, indices: Iterable[int]) -> list[torch.Generator]:
+    """One CPU generator per sample ``(seed, index)``, seeded from ``numpy.random.SeedSequence([seed, index])``:
+    pass them as ``generator=`` to draw every sample of a batch independently of the others."""
+    return [
+        torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0]))
+        for index in indices
+    ]
+
+
+@dataclasses.dataclass
+class _SampleNoise:
+    """Mixin for reference guidances: the reference noise of sample k is drawn from ``generators[k]``."""
+
+    generators: Sequence[torch.Generator] = ()
+
+    def objective(self, x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+        batch = x.shape[0]
+        if t is None or not self.generators or self.alphas_cumprod is None or self.reference.shape[0] not in (1, batch):
+            return super().objective(x, t)  # clean references, or the parent's own error
+        if len(self.generators) != batch:
+            raise ValueError(f"{len(self.generators)} reference generators for a batch of {batch}")
+        reference = self.reference.to(x.device, x.dtype)
+        if reference.shape[-2:] != x.shape[-2:]:
+            reference = F.interpolate(reference, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        reference = reference.expand(batch, *reference.shape[1:])
+        shape = (1, *reference.shape[1:])
+        noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in self.generators])
+        t = t.reshape(-1).expand(batch) if t.numel() == 1 else t
+        noised = q_sample(reference, t, self.alphas_cumprod, noise)
+        # The parent objective with the reference already noised: q_sample with abar = 1 returns it unchanged (the
+        # noise the parent draws from the throw-away generator is multiplied by 0).
+        exact = dataclasses.replace(
+            self, reference=noised, alphas_cumprod=torch.ones_like(self.alphas_cumprod), generator=torch.Generator()
+        )
+        return super(_SampleNoise, exact).objective(x, t)
+
+
+@dataclasses.dataclass
+class _SampleNoiseContent(_SampleNoise, ContentGuidance):
+    pass
+
+
+@dataclasses.dataclass
+class _SampleNoiseStyle(_SampleNoise, StyleGuidance):
+    pass
+
+
+def per_sample_reference_noise(guidance: Guidance | None, generators: Sequence[torch.Generator]) -> Guidance | None:
+    """``guidance`` with each content / style part drawing sample k's reference noise from ``generators[k]`` (a
+    copy; the other parts are shared, unchanged)."""
+    if isinstance(guidance, MultiGuidance):
+        return dataclasses.replace(guidance, parts=[per_sample_reference_noise(p, generators) for p in guidance.parts])
+    for cls, per_sample in ((ContentGuidance, _SampleNoiseContent), (StyleGuidance, _SampleNoiseStyle)):
+        if type(guidance) is cls or type(guidance) is per_sample:
+            values = {f.name: getattr(guidance, f.name) for f in dataclasses.fields(cls) if f.init}
+            return per_sample(**values, generators=list(generators))
+    return guidance
 
 
 def _check_count(setting: str, value: Any) -> None:

@@ -23,8 +23,22 @@ from tqdm.auto import tqdm
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
-    """The random generator of training step ``step`` (independent of how the run was split)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+    """The random generator of training step ``step`` (independent of how the run was split); any seed in
+    [0, 2^64 - 1] (the generator's seed wraps modulo 2^64)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**64)
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint that cannot be resumed: made with other settings, unreadable, or past the steps asked for."""
+
+
+class DivergedError(ArithmeticError):
+    """Training produced a NaN or infinite loss at ``step`` (0-based): nothing more is saved."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"the loss became {loss} at training step {step + 1}")
+        self.step = step
+        self.loss = loss
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -63,12 +77,40 @@ class Checkpoint:
         os.replace(tmp, self.directory)
         shutil.rmtree(old, ignore_errors=True)
 
+    def state(self) -> dict:
+        """The saved ``state.json`` (``step`` and extras) without loading any weights; CheckpointMismatch if it
+        cannot be read."""
+        try:
+            state = json.loads((self.directory / "state.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise CheckpointMismatch(f"checkpoint in {self.directory} cannot be read ({error})") from None
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise CheckpointMismatch(f"checkpoint in {self.directory} has no step in its state.json")
+        return state
+
     def load(self, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
         """Restore modules and optimizer; returns the saved state (``step`` and extras)."""
         for name, module in modules.items():
             load_model(module, str(self.directory / f"{name}.safetensors"))
         optimizer.load_state_dict(torch.load(self.directory / "optimizer.pt", weights_only=True))
         return json.loads((self.directory / "state.json").read_text())
+
+
+def check_resume(checkpoint: Checkpoint, settings: dict, resume: bool, steps: int | None = None) -> int:
+    """The step a run would start from (0 without ``resume`` or a checkpoint), read from the checkpoint's
+    ``state.json`` alone, before anything loads. CheckpointMismatch if it was made with other ``settings`` or is
+    already past ``steps``."""
+    if not (resume and checkpoint.exists()):
+        return 0
+    state = checkpoint.state()
+    saved = {k: state.get(k) for k in settings}
+    if saved != settings:
+        raise CheckpointMismatch(f"checkpoint in {checkpoint.directory} has settings {saved}, not {settings}")
+    if steps is not None and state["step"] > steps:
+        raise CheckpointMismatch(
+            f"checkpoint in {checkpoint.directory} is at step {state['step']}, past the {steps} steps asked for"
+        )
+    return state["step"]
 
 
 def resume_step(
@@ -78,13 +120,13 @@ def resume_step(
     settings: dict,
     resume: bool,
 ) -> int:
-    """The step to start from: the checkpoint's if ``resume`` and it exists (ValueError if it was made with other
-    ``settings``), else 0 after removing any stale checkpoint."""
+    """The step to start from: the checkpoint's if ``resume`` and it exists (CheckpointMismatch, a ValueError, if it
+    was made with other ``settings``), else 0 after removing any stale checkpoint."""
     if resume and checkpoint.exists():
         state = checkpoint.load(modules, optimizer)
         saved = {k: state.get(k) for k in settings}
         if saved != settings:
-            raise ValueError(f"checkpoint in {checkpoint.directory} has settings {saved}, not {settings}")
+            raise CheckpointMismatch(f"checkpoint in {checkpoint.directory} has settings {saved}, not {settings}")
         return state["step"]
     if checkpoint.directory.exists():
         shutil.rmtree(checkpoint.directory)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from syncguide import __version__, registry
 from syncguide.cli.guidance_args import (
     add_guidance_options,
     build_guidance,
+    check_guidance_clip,
     check_guidance_options,
     fill_weights,
     guidance_parameters,
@@ -22,10 +24,11 @@ from syncguide.cli.guidance_args import (
     wants_guidance,
 )
 from syncguide.cli.io import save_png
-from syncguide.cli.loading import load_model, resolve_device
+from syncguide.cli.loading import UNCONDITIONAL_NEEDS, check_model, load_model, resolve_device
 from syncguide.cli.options import seed
 from syncguide.errors import UsageError
 from syncguide.images import IMAGE_SUFFIXES
+from syncguide.modelkind import UNCONDITIONAL
 
 SCHEDULERS = ("ddpm", "ddim")
 # The paper's scales (ADM models, 100 DDPM steps): text 160, image 100.
@@ -33,6 +36,10 @@ PAPER_WEIGHTS = (160.0, 100.0, 100.0)
 # Calibrated for the demo DDPM with the noise-aware demo CLIP (results/sdg.md): text 300, content 3000, style 3e4.
 DEMO_WEIGHTS = (300.0, 3000.0, 30000.0)
 DEMO_CLIP = "demo-noise-aware"
+MAX_N = 10_000
+"""Most samples one run makes (--n)."""
+MAX_BATCH_SIZE = 256
+"""Most samples sampled at once (--batch-size): the batch is one tensor on the device."""
 
 
 def add_parser(sub: Any) -> None:
@@ -40,12 +47,27 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("generate", help="guided samples of an unconditional model", description=__doc__)
     p.add_argument("--model", help="diffusers UNet2DModel pipeline: hub id or directory (default: the demo DDPM)")
     add_guidance_options(p, "160, image 100, as the paper; demo model: text 300, content 3000, style 3e4")
-    p.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
-    p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default 8)")
-    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2^64 - 1 (default 0)")
-    p.add_argument("--steps", type=int, default=100, help="sampling steps (default 100, as the paper)")
+    p.add_argument("--n", type=int, default=8, help=f"number of samples, 1 .. {MAX_N:,} (default 8)")
+    p.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="index of the first sample (default 0): --start 5 --n 1 remakes sample-SEED-005.png alone",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help=f"samples per batch, 1 .. {MAX_BATCH_SIZE} (default 8); the samples do not depend on it",
+    )
+    p.add_argument(
+        "--seed", type=seed, default=0, help="random seed, 0 .. 2^64 - 1 (default 0); sample (seed, index) has its own"
+    )
+    p.add_argument(
+        "--steps", type=int, default=100, help="sampling steps, at most the model's training steps (default 100)"
+    )
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddpm", help="ddpm (mean shift, default) or ddim")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta, finite and >= 0 (default 0)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=Path("samples"), help="output directory (default samples/)")
     p.add_argument("--overwrite", action="store_true", help="replace existing sample files")
@@ -53,12 +75,19 @@ def add_parser(sub: Any) -> None:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """Raise UsageError for input that is wrong whatever the model."""
-    for option, low in (("n", 1), ("batch_size", 1), ("steps", 1)):
-        if getattr(args, option) < low:
-            raise UsageError(f"--{option.replace('_', '-')}: must be >= {low}; got {getattr(args, option)}")
-    if args.eta < 0:
-        raise UsageError(f"--eta: must be >= 0; got {args.eta}")
+    """Raise UsageError for input that is wrong whatever the model (before anything loads)."""
+    for option, low, high in (
+        ("n", 1, MAX_N),
+        ("batch_size", 1, MAX_BATCH_SIZE),
+        ("steps", 1, None),
+        ("start", 0, None),
+    ):
+        value = getattr(args, option)
+        if value < low or (high is not None and value > high):
+            rule = f"must be >= {low}" if high is None else f"must be in [{low}, {high}]"
+            raise UsageError(f"--{option.replace('_', '-')}: {rule}; got {value}")
+    if not (math.isfinite(args.eta) and args.eta >= 0):
+        raise UsageError(f"--eta: must be finite and >= 0; got {args.eta}")
     check_guidance_options(args)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} exists and is not a directory")
@@ -72,63 +101,99 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def output_paths(args: argparse.Namespace) -> list[Path]:
-    return [args.out / f"sample-{args.seed}-{i:03d}.png" for i in range(args.n)]
+    return [args.out / f"sample-{args.seed}-{i:03d}.png" for i in range(args.start, args.start + args.n)]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Sample, save every PNG with its parameters, print them as one JSON line."""
+    """Sample, save every PNG with its parameters, print them as one JSON line.
+
+    Everything is checked before the model loads: the options, the model's kind (from its files), the CLIP, the
+    number of steps against the model's scheduler. Sample ``index`` is drawn from its own generator
+    (:func:`syncguide.sdg_pipeline.sample_generators` of ``(seed, index)``): it is the same for any batch size.
+    """
+    from syncguide.schedulers import check_steps
+    from syncguide.sdg_pipeline import sample_generators
+
     check_arguments(args)
     demo = args.model is None
     if demo:
         args.model = str(registry.lookup("model", "demo-ddpm")())
         args.clip = args.clip or DEMO_CLIP
         print(f"syncguide: using the bundled demo DDPM ({args.model}); pass --model for a real one.", file=sys.stderr)
+    check_model(args.model, "model", (UNCONDITIONAL,), UNCONDITIONAL_NEEDS)
+    if wants_guidance(args):
+        check_guidance_clip(args.clip)
+    check_schedule(args.model, args.scheduler, args.steps)
     fill_weights(args, *(DEMO_WEIGHTS if demo else PAPER_WEIGHTS))
     device = resolve_device(args.device)
     pipe = load_unconditional(args.model, args.scheduler, device)
+    check_steps(pipe.scheduler, args.steps)  # a hub model's scheduler is known only now
     guidance = None
     if wants_guidance(args):
         clip = load_guidance_clip(args.clip, pipe.unet.config.sample_size, device)
         guidance = build_guidance(args, clip, pipe.alphas_cumprod, torch.Generator().manual_seed(args.seed), device)
     params = parameters(args, str(device))
     start = time.perf_counter()
-    args.out.mkdir(exist_ok=True)
-    generator = torch.Generator().manual_seed(args.seed)
     paths = output_paths(args)
     for first in range(0, args.n, args.batch_size):
         count = min(args.batch_size, args.n - first)
+        indices = range(args.start + first, args.start + first + count)
         # DDIM: recompute eps from the clipped x0, as guided-diffusion's ddim_sample does after condition_score.
         images = pipe(
             count,
-            generator=generator,
+            generator=sample_generators(args.seed, indices),
             num_inference_steps=args.steps,
             semantic_guidance=guidance,
             eta=args.eta,
             use_clipped_model_output=True,
         ).images
+        args.out.mkdir(exist_ok=True)
         for k, image in enumerate(images):
-            save_png(image, paths[first + k], {**params, "index": first + k}, args.overwrite)
+            save_png(image, paths[first + k], {**params, "index": indices[k]}, args.overwrite)
     print(
         json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False)
     )
     return 0
 
 
-def load_unconditional(spec: str, scheduler: str, device: torch.device) -> Any:
-    """The model as a :class:`SemanticGuidancePipeline` with the chosen scheduler (same noise schedule)."""
+def scheduler_class(scheduler: str) -> type:
     from diffusers import DDIMScheduler, DDPMScheduler
 
+    return DDPMScheduler if scheduler == "ddpm" else DDIMScheduler
+
+
+def check_schedule(spec: str, scheduler: str, steps: int) -> None:
+    """``--steps`` against the scheduler of a local model directory, from its config (before the weights load); a
+    hub model's is checked once loaded. SettingError ``num_inference_steps`` (``--steps``)."""
+    from syncguide.schedulers import check_steps
+
+    local = Path(spec).expanduser()
+    if not local.is_dir():
+        return
+    cls = scheduler_class(scheduler)
+    try:
+        config = cls.load_config(str(local), subfolder="scheduler")
+        trial = cls.from_config(config)
+    except Exception as error:  # an unreadable scheduler config is bad input to report in one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--model: cannot read the scheduler config of {spec}: {first}") from None
+    check_steps(trial, steps)
+
+
+def load_unconditional(spec: str, scheduler: str, device: torch.device) -> Any:
+    """The model as a :class:`SemanticGuidancePipeline` with the chosen scheduler (same noise schedule)."""
     from syncguide.sdg_pipeline import SemanticGuidancePipeline
 
-    pipe = load_model(SemanticGuidancePipeline, spec, "an unconditional diffusion model")
-    cls = DDPMScheduler if scheduler == "ddpm" else DDIMScheduler
-    pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    pipe = load_model(
+        SemanticGuidancePipeline, spec, "an unconditional diffusion model", (UNCONDITIONAL,), UNCONDITIONAL_NEEDS
+    )
+    pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
     return pipe.to(device)
 
 
 def parameters(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Every setting that determines the samples, as stored in each PNG."""
-    names = ("model", "seed", "steps", "scheduler", "eta", "n", "batch_size")
+    names = ("model", "seed", "steps", "scheduler", "eta", "n", "start", "batch_size")
     return {
         **{k: getattr(args, k) for k in names},
         **guidance_parameters(args),

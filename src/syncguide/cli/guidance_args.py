@@ -80,12 +80,22 @@ def read_image(path: Path, option: str) -> torch.Tensor:
         raise UsageError(f"{option}: {error}") from None
 
 
-def load_guidance_clip(spec: str | None, image_size: int, device: torch.device) -> Any:
-    """Load ``--clip`` and check that its input resolution fits ``image_size`` px images."""
-    from syncguide.models.guidance_clip import load_clip
+def check_guidance_clip(spec: str | None) -> None:
+    """UsageError / SettingError (``--clip``) unless ``spec`` names a guidance CLIP that can be loaded, checked from
+    its files (and the Hugging Face cache, for a hub id) before anything loads."""
+    from syncguide.models.guidance_clip import check_clip
 
     if spec is None:
         raise UsageError("--clip: text, content and style guidance need a CLIP (e.g. --clip demo-noise-aware)")
+    check_clip(spec, "clip")
+
+
+def load_guidance_clip(spec: str | None, image_size: int, device: torch.device) -> Any:
+    """Load ``--clip`` (checked first: :func:`check_guidance_clip`) and check that its input resolution fits
+    ``image_size`` px images."""
+    from syncguide.models.guidance_clip import load_clip
+
+    check_guidance_clip(spec)
     try:
         clip = load_clip(spec, device)
     except (OSError, ValueError, RuntimeError) as error:

@@ -1,11 +1,13 @@
 """Resolve ``--model`` and ``--device`` into a loaded pipeline, with one-line errors for bad input.
 
 ``check_model`` and ``resolve_device`` are the library's (:mod:`syncguide.hub`, :mod:`syncguide.devices`): their
-:class:`~syncguide.errors.SettingError` becomes the one-line ``--model`` / ``--device`` error.
+:class:`~syncguide.errors.SettingError` becomes the one-line ``--model`` / ``--device`` error. The kind of model
+(:mod:`syncguide.modelkind`) is checked from its files before any weight loads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +16,30 @@ import torch
 from syncguide.devices import resolve_device
 from syncguide.errors import UsageError
 from syncguide.hub import check_model
+from syncguide.modelkind import DESCRIPTIONS, STABLE_DIFFUSION, UNCONDITIONAL
 from syncguide.pipeline import SyncDiffusionPipeline
 
 __all__ = ["check_model", "load_model", "load_pipeline", "resolve_device"]
 
+STABLE_DIFFUSION_NEEDS = (
+    f"expected {DESCRIPTIONS[STABLE_DIFFUSION]} (for an unconditional DDPM pipeline use syncguide generate)"
+)
+UNCONDITIONAL_NEEDS = (
+    f"generate needs {DESCRIPTIONS[UNCONDITIONAL]} (for a Stable Diffusion pipeline use syncguide panorama)"
+)
+
 
 def load_pipeline(spec: str, dtype: torch.dtype, device: torch.device) -> SyncDiffusionPipeline:
     """Load a Stable Diffusion pipeline as a :class:`SyncDiffusionPipeline` on ``device``."""
-    pipe = load_model(SyncDiffusionPipeline, spec, "a Stable Diffusion pipeline")
+    what, kinds = "a Stable Diffusion pipeline", (STABLE_DIFFUSION,)
+    pipe = load_model(SyncDiffusionPipeline, spec, what, kinds, STABLE_DIFFUSION_NEEDS)
     return pipe.to(device, dtype)
 
 
-def load_model(cls: type, spec: str, what: str) -> Any:
-    """``cls.from_pretrained(spec)`` (a checked hub id or directory); any failure is a one-line UsageError."""
-    check_model(spec)
+def load_model(cls: type, spec: str, what: str, kinds: Collection[str] | None = None, needs: str | None = None) -> Any:
+    """``cls.from_pretrained(spec)`` (a hub id or directory checked first by :func:`check_model`, of one of
+    ``kinds`` if given); any loading failure is a one-line UsageError."""
+    check_model(spec, "model", kinds, needs)
     local = Path(spec).expanduser()
     try:
         pipe = cls.from_pretrained(str(local) if local.exists() else spec)

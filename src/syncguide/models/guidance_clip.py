@@ -17,11 +17,24 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from syncguide import registry
+from syncguide.errors import SettingError
+from syncguide.hub import HUB_ID, check_hub, expect_cached
+from syncguide.modelkind import (
+    CLIP,
+    DESCRIPTIONS,
+    NOISE_AWARE_CLIP,
+    NOISE_AWARE_CONFIG,
+    NOISE_AWARE_WEIGHTS,
+    expect_kind,
+)
 from syncguide.models.clip_towers import CLIPTower, load_open_clip, load_transformers_clip
 from syncguide.models.noise_aware import NoiseAwareCLIP
 
-CONFIG = "noise_aware.json"
-WEIGHTS = "noise_aware.safetensors"
+CONFIG = NOISE_AWARE_CONFIG
+WEIGHTS = NOISE_AWARE_WEIGHTS
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+"""The weight files open_clip fetches from a hub repo (the safetensors first)."""
+SPECS = "a registered name ({names}), a CLIP directory, a hub id org/name or open_clip:ARCH/TAG"
 
 
 def load_clip(spec: str, device: torch.device | str = "cpu") -> CLIPTower | NoiseAwareCLIP:
@@ -36,11 +49,73 @@ def load_clip(spec: str, device: torch.device | str = "cpu") -> CLIPTower | Nois
     return load_transformers_clip(str(path) if path.exists() else spec, device)
 
 
+def check_clip(spec: str, setting: str = "clip", noise_aware: bool = True) -> None:
+    """SettingError (naming ``setting``) unless ``spec`` names a CLIP that :func:`load_clip` can load, checked from
+    its files before any weight loads: a registered name; ``open_clip:`` with an architecture and pretrained tag
+    open_clip knows; a transformers CLIPModel directory or (``noise_aware``) a noise-aware one, whose base CLIP is
+    checked too; a hub id in the Hugging Face cache (of a CLIP) or downloadable (not offline, the hub reachable).
+    """
+    if registry.registered("clip", spec):
+        return
+    if spec.startswith("open_clip:"):
+        _check_open_clip(spec, setting)
+        return
+    path = Path(spec).expanduser()
+    if path.exists():
+        allowed = (CLIP, NOISE_AWARE_CLIP) if noise_aware else (CLIP,)
+        plain = f"expected {DESCRIPTIONS[CLIP]}: fine-tuning starts from a plain CLIP (a noise-aware one's base)"
+        files = expect_kind(path, setting, allowed, None if noise_aware else plain)
+        if files.kind == NOISE_AWARE_CLIP:
+            base = json.loads((path / CONFIG).read_text(encoding="utf-8"))["base"]
+            try:
+                check_clip(base, setting, noise_aware=False)
+            except SettingError as error:
+                rule = f"{spec} is a noise-aware CLIP whose base CLIP fails: {error.rule}"
+                raise SettingError(setting, rule) from None
+        return
+    if not HUB_ID.match(spec) or spec.startswith((".", "~")):
+        raise SettingError(setting, f"{spec} does not exist (give {SPECS.format(names=_names())})")
+    cached = check_hub(spec, setting, "config.json")
+    if cached is not None:
+        expect_cached(spec, cached, setting, (CLIP,))
+
+
+def _names() -> str:
+    return ", ".join(registry.names("clip")) or "none"
+
+
+def _check_open_clip(spec: str, setting: str) -> None:
+    """SettingError unless open_clip knows the architecture and pretrained tag of ``open_clip:ARCH/TAG`` (a tag may
+    also be a checkpoint file); ``open_clip:hf-hub:ORG/NAME`` goes through the hub check."""
+    import open_clip
+
+    name = spec[len("open_clip:") :]
+    if name.startswith("hf-hub:"):
+        check_hub(name[len("hf-hub:") :], setting, ("open_clip_config.json", *OPEN_CLIP_WEIGHTS))
+        return
+    arch, _, tag = name.partition("/")
+    if arch not in open_clip.list_models():
+        raise SettingError(setting, f"{spec}: open_clip has no architecture {arch!r} (e.g. open_clip:RN50x16/openai)")
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if not tag or Path(tag).expanduser().is_file():
+        return  # random weights, or a checkpoint file
+    if tag not in tags:
+        known = ", ".join(tags) or "none"
+        raise SettingError(setting, f"{spec}: open_clip {arch} has no pretrained weights {tag!r} (known: {known})")
+    repo = open_clip.get_pretrained_cfg(arch, tag).get("hf_hub", "").strip("/")
+    if repo.count("/") == 1:  # weights from the hub (else from a URL, into torch's cache)
+        try:
+            check_hub(repo, setting, OPEN_CLIP_WEIGHTS)
+        except SettingError as error:
+            raise SettingError(setting, f"{spec} fetches its weights from the hub: {error.rule}") from None
+
+
 def load_base(spec: str, device: torch.device | str = "cpu") -> CLIPTower:
-    """The plain tower of ``spec`` (a noise-aware spec is refused: fine-tune from the original encoder)."""
+    """The plain tower of ``spec`` (a noise-aware spec is refused, SettingError ``clip``: fine-tune from the
+    original encoder)."""
     tower = load_clip(spec, device)
     if isinstance(tower, NoiseAwareCLIP):
-        raise ValueError(f"clip {spec} is already noise-aware; give the original CLIP it was fine-tuned from")
+        raise SettingError("clip", f"{spec} is already noise-aware; give the original CLIP it was fine-tuned from")
     return tower
 
 
