@@ -12,6 +12,8 @@ A manifest item is a ``syncguide panorama`` command line; generating items is th
 
 from __future__ import annotations
 
+import math
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +25,12 @@ from syncguide.devices import resolve_device
 from syncguide.errors import SettingError
 from syncguide.evaluation.inputs import read_prompts
 from syncguide.evaluation.protocol_report import strip, write_readme
-from syncguide.evaluation.run import EvalSettings, NetworkSettings, evaluate
+from syncguide.evaluation.run import AUTO, EvalSettings, NetworkSettings, evaluate
 from syncguide.hub import check_model
-from syncguide.scaleout import Item, process_state, read_manifest, write_manifest
+from syncguide.metrics.networks import REAL
+from syncguide.scaleout import Item, existing_ancestor, process_state, read_manifest, write_manifest
+from syncguide.schedulers import check_steps, make_scheduler
+from syncguide.settings import MAX_SIDE
 
 DEMO_PROMPTS = ("a photo of mountains", "a landscape by a lake", "a photo of hills with trees")
 """Prompts that leave the demo world's global attributes (time of day, season) open."""
@@ -33,6 +38,14 @@ DEMO_MODEL = "demo"
 """The registered model (and metric networks) the protocol uses without a model."""
 REFERENCE_SEED = 100_000
 """Seed of a prompt's first reference image (the panoramas use seeds 0 .. seeds - 1)."""
+MAX_COUNT = REFERENCE_SEED
+"""Most panoramas per prompt and method (their seeds stay below the references'), and most references."""
+WEIGHT_FILES = ("lpips_weights", "vgg19_weights", "inception_weights")
+"""The real metric networks' weight-file settings (:class:`~syncguide.evaluation.run.NetworkSettings`)."""
+TORCH_FORMATS = (b"PK\x03\x04", b"\x80")
+"""How a ``torch.save`` file starts: a zip archive (torch >= 1.6) or a pickle (protocol 2 and up)."""
+SCHEDULER = "ddim"
+"""The scheduler of the items (``syncguide panorama``'s default, the paper's)."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +56,12 @@ class ReproduceSettings:
         out: the run directory (manifest, panoramas, references, eval, strip, README).
         model: a Stable Diffusion hub id or directory (None: the demo model).
         prompts: a prompt file, one per line (None: ``DEMO_PROMPTS``; required with ``model``).
-        seeds: panoramas per prompt and method (>= 2).
-        weights: the sync weights w0, distinct and >= 0 (0 is MultiDiffusion).
-        references: reference images per prompt (None: 2 x ``seeds``).
-        width: panorama width in pixels (None: 6 windows).
-        steps: denoising steps (None: the panorama command's default).
+        seeds: panoramas per prompt and method (2 .. ``MAX_COUNT``).
+        weights: the sync weights w0, finite, distinct and >= 0 (0 is MultiDiffusion).
+        references: reference images per prompt (1 .. ``MAX_COUNT``; None: 2 x ``seeds``).
+        width: panorama width in pixels, a multiple of the VAE scale, at least one window (None: 6 windows).
+        steps: denoising steps, >= 1 and as many as DDIM can run on the model's schedule (None: the panorama
+            command's default).
         perceptual: the sync loss (as ``syncguide panorama --perceptual``).
         dtype, device: as ``syncguide panorama --dtype`` / ``--device`` (names, put into the items).
         networks: the metric networks (:class:`~syncguide.evaluation.run.NetworkSettings`).
@@ -81,10 +95,14 @@ def reproduce(
 ) -> dict[str, Any]:
     """Manifest, generation, evaluation, strip and README; each step skips the work already done.
 
-    ``check(items)`` rejects items before anything is generated. Returns the evaluation results (main process).
+    Every setting, then every item (``check(items)``), is checked before anything is written: a refused run
+    leaves no manifest behind, so the corrected command can start in the same directory. Returns the evaluation
+    results (main process).
     """
     prompts = check_settings(settings)
-    items = plan(settings, prompts, window_pixels(settings.model))
+    window = check_geometry(settings)
+    items = plan(settings, prompts, window)
+    check(items)
     state = state or process_state()
     if state.is_main_process:
         settings.out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +110,6 @@ def reproduce(
     state.wait_for_everyone()
     items = read_manifest(settings.out / "manifest.jsonl")
     start = time.perf_counter()
-    check(items)
     generate(items, settings.out, state)
     results = evaluate(eval_settings(settings), state)
     if state.is_main_process:
@@ -104,19 +121,89 @@ def reproduce(
 
 
 def check_settings(settings: ReproduceSettings) -> list[str]:
-    """SettingError for bad settings; returns the prompts."""
-    if settings.seeds < 2:
-        raise SettingError("seeds", f"must be >= 2 (intervals and FID need two panoramas); got {settings.seeds}")
+    """SettingError for bad settings (those that need no model configs; see :func:`check_geometry`); returns the
+    prompts."""
+    if not 2 <= settings.seeds <= MAX_COUNT:
+        rule = f"must be in 2 .. {MAX_COUNT} (intervals and FID need two panoramas); got {settings.seeds}"
+        raise SettingError("seeds", rule)
     weights = list(settings.weights)
+    if not weights:
+        raise SettingError("weights", "must give at least one w0")
+    if not all(math.isfinite(w) for w in weights):
+        raise SettingError("weights", f"must be finite; got {weights}")
     if any(w < 0 for w in weights) or len(set(weights)) != len(weights):
         raise SettingError("weights", f"must be distinct and >= 0; got {weights}")
-    if settings.references is not None and settings.references < 1:
-        raise SettingError("references", f"must be >= 1; got {settings.references}")
+    if settings.references is not None and not 1 <= settings.references <= MAX_COUNT:
+        raise SettingError("references", f"must be in 1 .. {MAX_COUNT}; got {settings.references}")
+    if settings.width is not None and not 1 <= settings.width <= MAX_SIDE:
+        raise SettingError("width", f"must be in 1 .. {MAX_SIDE} pixels; got {settings.width}")
+    if settings.steps is not None and settings.steps < 1:
+        raise SettingError("steps", f"must be >= 1; got {settings.steps}")
     if settings.device != "auto":
         resolve_device(settings.device)
+    check_networks(settings)
+    existing = existing_ancestor(settings.out, "out")
+    if existing is not None and not existing.is_dir():
+        raise SettingError("out", f"{existing} is not a directory")
     if settings.model is not None and settings.prompts is None:
         raise SettingError("prompts", "required with --model (the default prompts describe the demo world)")
     return read_prompts(settings.prompts) if settings.prompts else list(DEMO_PROMPTS)
+
+
+def check_networks(settings: ReproduceSettings) -> None:
+    """SettingError for metric-network weight files that the run would not use (its networks are not the real
+    ones) or that are not torch weight files: before any panorama is generated, not when the evaluation starts."""
+    given = [name for name in WEIGHT_FILES if getattr(settings.networks, name) is not None]
+    if not given:
+        return
+    networks = metric_networks(settings)
+    if networks != REAL:
+        rule = f"is for the real metric networks (--networks real); this run's are {networks!r}"
+        raise SettingError(given[0], rule)
+    for name in given:
+        check_weights_file(Path(getattr(settings.networks, name)).expanduser(), name)
+
+
+def metric_networks(settings: ReproduceSettings) -> str:
+    """The metric networks the evaluation will use: as set, or for ``auto`` those registered under the model's
+    name (the demo model's: ``demo``), else the real ones (as :func:`syncguide.evaluation.run.resolve_networks`
+    decides from the panoramas)."""
+    if settings.networks.name != AUTO:
+        return settings.networks.name
+    maker = registry.model_name(settings.model or demo_model())
+    return maker if maker is not None and registry.registered("metric-networks", maker) else REAL
+
+
+def check_weights_file(path: Path, setting: str) -> None:
+    """SettingError naming ``setting`` unless ``path`` is a readable file in a ``torch.save`` format (zip or
+    pickle: its first bytes only are read)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise SettingError(setting, f"{path} is not a file")
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except FileNotFoundError:
+        raise SettingError(setting, f"no such file: {path}") from None
+    except OSError as error:
+        raise SettingError(setting, f"cannot read {path}: {error.strerror or error}") from None
+    if not head.startswith(TORCH_FORMATS):
+        raise SettingError(setting, f"{path} is not a torch weights file (torch.save's zip or pickle format)")
+
+
+def check_geometry(settings: ReproduceSettings) -> int:
+    """SettingError for a width or a step count the model cannot run (from its configs only); returns its window
+    in pixels."""
+    window, scale, schedule = model_configs(settings.model)
+    width = settings.width
+    if width is not None and (width % scale or width < window):
+        rule = f"must be a multiple of {scale} and at least one window ({window} px); got {width}"
+        raise SettingError("width", rule)
+    if settings.steps is not None:
+        try:
+            check_steps(make_scheduler(SCHEDULER, schedule), settings.steps)
+        except SettingError as error:  # the scheduler's rule, under the protocol's name for it
+            raise SettingError("steps", error.rule) from None
+    return window
 
 
 def plan(settings: ReproduceSettings, prompts: list[str], window: int) -> list[Item]:
@@ -124,7 +211,7 @@ def plan(settings: ReproduceSettings, prompts: list[str], window: int) -> list[I
     window: plain sampling) for every prompt."""
     common = [*(["--model", settings.model] if settings.model else []), "--dtype", settings.dtype]
     common += ["--device", settings.device, "--perceptual", settings.perceptual]
-    common += ["--steps", str(settings.steps)] if settings.steps else []
+    common += ["--steps", str(settings.steps)] if settings.steps is not None else []
     width = ["--width", str(settings.width or 6 * window)]  # the paper: 6 non-overlapping window-size crops
     n_references = settings.references if settings.references is not None else 2 * settings.seeds
     items = []
@@ -163,16 +250,25 @@ def method_file_name(weight: float) -> str:
 def window_pixels(model: str | None) -> int:
     """The window (training resolution) in pixels of a Stable Diffusion model (None: the demo model), from its
     configs only."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    return model_configs(model)[0]
+
+
+def model_configs(model: str | None) -> tuple[int, int, Any]:
+    """``(window px, VAE scale, scheduler config)`` of a Stable Diffusion model (None: the demo model), from its
+    configs only; SettingError (``model``) if they cannot be read."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
     spec = model or str(demo_model())
     check_model(spec)
     try:
         unet = UNet2DConditionModel.load_config(spec, subfolder="unet")
         vae = AutoencoderKL.load_config(spec, subfolder="vae")
+        schedule = DDIMScheduler.load_config(spec, subfolder="scheduler")
     except Exception as error:  # unreadable or unreachable configs: one error naming the setting
-        raise SettingError("model", f"cannot read the configs of {spec}: {str(error).splitlines()[0]}") from None
-    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SettingError("model", f"cannot read the configs of {spec}: {first}") from None
+    scale = 2 ** (len(vae["block_out_channels"]) - 1)
+    return int(unet["sample_size"]) * scale, scale, schedule
 
 
 def demo_model() -> Path:
