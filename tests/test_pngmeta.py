@@ -159,3 +159,15 @@ def test_a_prompt_is_required_without_from(tmp_path, capsys) -> None:
     assert capsys.readouterr().err.strip() == expected
     assert run_cli(["layout", "--box", "a", "0,0,1,1", "--out", str(tmp_path / "o.png")]) == 2
     assert "--background: a prompt is required" in capsys.readouterr().err
+
+
+def test_generate_from_a_sample_remakes_that_sample_alone(tmp_path, capsys) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    argv = ["generate", "--n", "2", "--batch-size", "2", "--steps", "2", "--seed", "3", "--out", str(first)]
+    assert run_cli(argv) == 0
+    (sample,) = [p for p in first.iterdir() if p.name.endswith("-001.png")]
+    assert run_cli(["generate", "--from", str(sample), "--out", str(second)]) == 0
+    assert [p.name for p in second.iterdir()] == [sample.name]
+    remade = np.asarray(Image.open(second / sample.name), dtype=int)
+    assert np.abs(remade - np.asarray(Image.open(sample), dtype=int)).max() <= 1
+    capsys.readouterr()

@@ -52,15 +52,27 @@ def check_steps(scheduler: SchedulerMixin, steps: int) -> None:
     """SettingError ``num_inference_steps`` unless ``scheduler`` can run ``steps`` steps within its training
     timesteps (e.g. DDIM with ``steps_offset`` 1 runs at most 999 of 1000; PNDM needs at least 2)."""
     trial = type(scheduler).from_config(scheduler.config)
-    try:
-        trial.set_timesteps(steps)
-    except Exception as error:  # the scheduler's own refusal (too many steps, too few for PNDM) is the rule
-        raise SettingError("num_inference_steps", f"{error}; got {steps}") from None
+    name = type(scheduler).__name__
+    if steps < 1:
+        raise SettingError("num_inference_steps", f"must be >= 1; got {steps}")
+    if not _runs(trial, steps):  # the scheduler's own refusal (too many steps, too few for PNDM) is the rule
+        fewest = next((n for n in range(steps + 1, 21) if _runs(trial, n)), None)
+        most = len(trial.alphas_cumprod)
+        rule = f"must be >= {fewest} for {name}" if fewest else f"must fit {name}'s {most} training timesteps"
+        raise SettingError("num_inference_steps", f"{rule}; got {steps}")
     limit = len(trial.alphas_cumprod)
     if len(trial.timesteps) == 0 or int(trial.timesteps.max()) >= limit or int(trial.timesteps.min()) < 0:
         raise SettingError(
             "num_inference_steps", f"must fit {type(scheduler).__name__}'s {limit} training timesteps; got {steps}"
         )
+
+
+def _runs(scheduler: SchedulerMixin, steps: int) -> bool:
+    try:
+        scheduler.set_timesteps(steps)
+    except Exception:  # numpy broadcasting, ValueError: the scheduler's own ways of saying no
+        return False
+    return True
 
 
 def predict_x0(

@@ -23,14 +23,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 
 from syncguide.errors import SettingError
-from syncguide.guidance.semantic import ContentGuidance, Guidance, MultiGuidance, StyleGuidance
+from syncguide.guidance.semantic import Guidance, MultiGuidance, ReferenceGuidance
 from syncguide.sampling.guided import sample_unconditional
-from syncguide.schedulers import check_variance, q_sample
+from syncguide.schedulers import check_variance
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -170,53 +169,13 @@ def sample_generators(seed: int, indices: Iterable[int]) -> list[torch.Generator
     ]
 
 
-@dataclasses.dataclass
-class _SampleNoise:
-    """Mixin for reference guidances: the reference noise of sample k is drawn from ``generators[k]``."""
-
-    generators: Sequence[torch.Generator] = ()
-
-    def objective(self, x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
-        batch = x.shape[0]
-        if t is None or not self.generators or self.alphas_cumprod is None or self.reference.shape[0] not in (1, batch):
-            return super().objective(x, t)  # clean references, or the parent's own error
-        if len(self.generators) != batch:
-            raise ValueError(f"{len(self.generators)} reference generators for a batch of {batch}")
-        reference = self.reference.to(x.device, x.dtype)
-        if reference.shape[-2:] != x.shape[-2:]:
-            reference = F.interpolate(reference, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        reference = reference.expand(batch, *reference.shape[1:])
-        shape = (1, *reference.shape[1:])
-        noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in self.generators])
-        t = t.reshape(-1).expand(batch) if t.numel() == 1 else t
-        noised = q_sample(reference, t, self.alphas_cumprod, noise)
-        # The parent objective with the reference already noised: q_sample with abar = 1 returns it unchanged (the
-        # noise the parent draws from the throw-away generator is multiplied by 0).
-        exact = dataclasses.replace(
-            self, reference=noised, alphas_cumprod=torch.ones_like(self.alphas_cumprod), generator=torch.Generator()
-        )
-        return super(_SampleNoise, exact).objective(x, t)
-
-
-@dataclasses.dataclass
-class _SampleNoiseContent(_SampleNoise, ContentGuidance):
-    pass
-
-
-@dataclasses.dataclass
-class _SampleNoiseStyle(_SampleNoise, StyleGuidance):
-    pass
-
-
 def per_sample_reference_noise(guidance: Guidance | None, generators: Sequence[torch.Generator]) -> Guidance | None:
     """``guidance`` with each content / style part drawing sample k's reference noise from ``generators[k]`` (a
     copy; the other parts are shared, unchanged)."""
     if isinstance(guidance, MultiGuidance):
         return dataclasses.replace(guidance, parts=[per_sample_reference_noise(p, generators) for p in guidance.parts])
-    for cls, per_sample in ((ContentGuidance, _SampleNoiseContent), (StyleGuidance, _SampleNoiseStyle)):
-        if type(guidance) is cls or type(guidance) is per_sample:
-            values = {f.name: getattr(guidance, f.name) for f in dataclasses.fields(cls) if f.init}
-            return per_sample(**values, generators=list(generators))
+    if isinstance(guidance, ReferenceGuidance):
+        return dataclasses.replace(guidance, generator=list(generators))
     return guidance
 
 

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from syncguide.cli.io import check_writable
+from syncguide.cli.io import check_output_dir
 from syncguide.cli.loading import resolve_device
 from syncguide.cli.options import seed
 from syncguide.errors import SettingError, UsageError
@@ -62,12 +62,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--lr: must be finite and > 0; got {args.lr}")
     if args.data != "demo" and not Path(args.data).is_dir():
         raise UsageError(f"--data: {args.data} is not a directory (or demo)")
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out: {args.out} exists and is not a directory")
-    existing = next(p for p in (args.out, *args.out.parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"--out: {existing} is not a directory")
-    check_writable(existing, "--out")
+    check_output_dir(args.out)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from syncguide.cli.guidance_args import (
 from syncguide.cli.io import save_png
 from syncguide.cli.loading import UNCONDITIONAL_NEEDS, check_model, load_model, resolve_device
 from syncguide.cli.options import seed
+from syncguide.cli.recall import add_from_option
 from syncguide.errors import UsageError
 from syncguide.images import IMAGE_SUFFIXES
 from syncguide.modelkind import UNCONDITIONAL
@@ -71,6 +72,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=Path("samples"), help="output directory (default samples/)")
     p.add_argument("--overwrite", action="store_true", help="replace existing sample files")
+    add_from_option(p)
     p.set_defaults(run=run)
 
 

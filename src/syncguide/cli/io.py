@@ -36,6 +36,29 @@ def check_output(path: Path, overwrite: bool, option: str = "--out") -> None:
     check_writable(path.parent, option)
 
 
+def check_output_dir(path: Path, option: str = "--out") -> None:
+    """UsageError unless ``path`` can be (or is) a writable directory: no component longer than the file system
+    allows, not an existing file, and its nearest existing ancestor writable (before any work)."""
+    existing = path
+    while True:
+        try:
+            present = existing.exists()
+        except OSError:  # a component too long for the file system: exists() raises ENAMETOOLONG
+            present = False
+        if present or existing == existing.parent:
+            break
+        existing = existing.parent
+    limit = os.pathconf(existing, "PC_NAME_MAX") if existing.is_dir() else 255
+    for part in path.relative_to(existing).parts:
+        if len(os.fsencode(part)) > limit:
+            raise UsageError(f"{option}: a name in {path} is longer than this file system allows ({limit} bytes)")
+    if existing == path and not path.is_dir():
+        raise UsageError(f"{option}: {path} exists and is not a directory")
+    if not existing.is_dir():
+        raise UsageError(f"{option}: {existing} is not a directory")
+    check_writable(existing, option)
+
+
 def check_writable(directory: Path, option: str) -> None:
     """UsageError unless a file can be created in ``directory`` (a probe file, removed at once)."""
     try:

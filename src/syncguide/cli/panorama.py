@@ -177,6 +177,8 @@ def prepare(
     window, scale, scheduler = model_geometry(model, args.scheduler)
     settings = resolve_settings(given, args.method, window, scale, demo, perceptual)
     check_steps(scheduler, settings.num_inference_steps)
+    if args.lpips_weights is not None and perceptual != "lpips-vgg":
+        raise UsageError(f"--lpips-weights: only the lpips-vgg sync loss uses it; this run's is {perceptual}")
     loss = perceptual_loss(perceptual, device, args.lpips_weights) if settings.syncs else None
     pipe = _pipeline(model, args, device, pipelines)
     semantic = _semantic_guidance(args, demo, window * scale, device) if wants_guidance(args) else None

@@ -16,7 +16,7 @@ from syncguide.errors import UsageError
 from syncguide.images import read_image
 from syncguide.pngmeta import read_parameters
 
-IGNORED = frozenset({"device", "out", "seconds", "syncguide", "prompt", "background", "regions"})
+IGNORED = frozenset({"device", "out", "seconds", "syncguide", "prompt", "background", "regions", "index", "start", "n"})
 """Stored keys that are not options to repeat (the prompt and regions are placed by :func:`expand`)."""
 REGION_OPTIONS = ("--region", "--box")
 
@@ -54,10 +54,13 @@ def expand(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Name
     """``argv`` with the settings of ``args.from_png`` inserted after the subcommand, as option tokens.
 
     The stored prompt becomes ``--background`` for ``layout`` and the PROMPT positional otherwise (only where
-    none is given); stored regions are used unless ``--region`` or ``--box`` is given."""
+    none is given); stored regions are used unless ``--region`` or ``--box`` is given; a ``generate`` sample's
+    index becomes ``--start INDEX --n 1`` (that sample alone)."""
     settings = stored_settings(args.from_png)
     options = _command_options(parser, args.command)
     tokens = [t for key, value in sorted(settings.items()) for t in _tokens(key, value, options)]
+    if isinstance(settings.get("index"), int) and "--start" in options:  # one sample of generate: remake it alone
+        tokens += ["--start", str(settings["index"]), "--n", "1"]
     index = argv.index(args.command) + 1
     rest = argv[index:]
     prompt = settings.get("prompt", settings.get("background"))

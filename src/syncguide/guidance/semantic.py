@@ -104,14 +104,16 @@ class ReferenceGuidance(Guidance):
     """Base of the guidances towards a reference image, noised to the sample's timestep.
 
     ``reference`` ``(1 or B, 3, H, W)`` in [-1, 1] (resized to the samples' size); fresh noise for it at every call
-    from ``generator`` (no gradient through the reference). ``alphas_cumprod`` is the diffusion model's schedule;
+    from ``generator``, or sample k's from ``generator[k]`` given a list of B generators (as diffusers' pipelines
+    take them: a sample's draws then do not depend on the batch), no gradient through the reference.
+    ``alphas_cumprod`` is the diffusion model's schedule;
     with ``t=None`` (clean images) the reference is used clean.
     """
 
     encoder: torch.nn.Module = None
     reference: torch.Tensor = None
     alphas_cumprod: torch.Tensor | None = None
-    generator: torch.Generator | None = None
+    generator: torch.Generator | Sequence[torch.Generator] | None = None
     kind = "image"
 
     def __post_init__(self) -> None:
@@ -229,5 +231,12 @@ def _noised_reference(guidance: ReferenceGuidance, x: torch.Tensor, t: torch.Ten
         raise ValueError("alphas_cumprod is needed to noise the reference to the sample's timestep")
     t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t
     # Fresh float32 noise for the reference at every call, drawn on the CPU (the same draws on every device).
-    noise = torch.randn(reference.shape, generator=guidance.generator, dtype=torch.float32)
+    generators = guidance.generator
+    if isinstance(generators, Sequence):
+        if len(generators) != x.shape[0]:
+            raise ValueError(f"{len(generators)} reference generators for a batch of {x.shape[0]} (one per sample)")
+        shape = (1, *reference.shape[1:])
+        noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+    else:
+        noise = torch.randn(reference.shape, generator=generators, dtype=torch.float32)
     return q_sample(reference, t, guidance.alphas_cumprod, noise)

@@ -27,8 +27,10 @@ def loading(what: str, argument: str) -> Iterator[None]:
     try:
         yield
     except Exception as error:
+        text = str(error).strip()
+        first = text.splitlines()[0][:160] if text else ""  # torch.load's errors run to a dozen lines: one line
         raise UsageError(
-            f"could not load {what} ({type(error).__name__}: {error}); "
+            f"could not load {what} ({type(error).__name__}: {first}); "
             f"give a local weights file with {argument}, or run where the download works"
         ) from error
 
