@@ -216,7 +216,7 @@ def test_non_finite_numbers_are_refused(kinds, tmp_path, capsys, command, option
 
 
 HUGE = [
-    ("generate", ["--n", "100000", "--batch-size", "100000"], "--n", "10000"),
+    ("generate", ["--n", "100000", "--batch-size", "100000"], "--n", "10,000"),
     ("generate", ["--batch-size", "100000"], "--batch-size", "256"),
     ("generate", ["--n", "0"], "--n", "got 0"),
     ("generate", ["--start", "-1"], "--start", ">= 0"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from syncguide.cli.io import check_output, save_png
+from syncguide.cli.io import check_output, check_output_dir, save_png
 from syncguide.cli.options import seed
 from syncguide.demo.train import RECIPES, recipe
 from syncguide.demo.world import MIN_WIDTH, SEASONS, TIMES, generate, labels_to_json
@@ -63,6 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps: must be >= 1; got {args.steps}")
     out = args.out or RUNS / args.name
+    check_output_dir(out)
     kwargs: dict[str, Any] = {"seed": args.seed, "resume": not args.restart}
     if args.steps is not None:
         kwargs["steps"] = args.steps

@@ -10,7 +10,7 @@ from typing import Any
 
 from syncguide.cli.io import check_output_dir
 from syncguide.cli.loading import resolve_device
-from syncguide.cli.options import seed
+from syncguide.cli.options import check_ranges, seed
 from syncguide.errors import SettingError, UsageError
 
 MAX_STEPS = 10_000_000
@@ -49,15 +49,14 @@ def add_parser(sub: Any) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """UsageError for input that is wrong whatever the models (before anything loads)."""
-    for option, low, high in (
-        ("steps", 1, MAX_STEPS),
-        ("batch_size", 2, MAX_BATCH_SIZE),
-        ("checkpoint_every", 1, None),
-    ):
-        value = getattr(args, option)
-        if value < low or (high is not None and value > high):
-            rule = f"must be >= {low}" if high is None else f"must be in [{low}, {high:,}]"
-            raise UsageError(f"--{option.replace('_', '-')}: {rule}; got {value}")
+    check_ranges(
+        args,
+        (
+            ("steps", 1, MAX_STEPS),
+            ("batch_size", 2, MAX_BATCH_SIZE),
+            ("checkpoint_every", 1, None),
+        ),
+    )
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr: must be finite and > 0; got {args.lr}")
     if args.data != "demo" and not Path(args.data).is_dir():

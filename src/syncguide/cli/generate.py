@@ -23,9 +23,9 @@ from syncguide.cli.guidance_args import (
     load_guidance_clip,
     wants_guidance,
 )
-from syncguide.cli.io import save_png
+from syncguide.cli.io import check_output_dir, save_png
 from syncguide.cli.loading import UNCONDITIONAL_NEEDS, check_model, load_model, resolve_device
-from syncguide.cli.options import seed
+from syncguide.cli.options import check_ranges, seed
 from syncguide.cli.recall import add_from_option
 from syncguide.errors import UsageError
 from syncguide.images import IMAGE_SUFFIXES
@@ -78,21 +78,19 @@ def add_parser(sub: Any) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Raise UsageError for input that is wrong whatever the model (before anything loads)."""
-    for option, low, high in (
-        ("n", 1, MAX_N),
-        ("batch_size", 1, MAX_BATCH_SIZE),
-        ("steps", 1, None),
-        ("start", 0, None),
-    ):
-        value = getattr(args, option)
-        if value < low or (high is not None and value > high):
-            rule = f"must be >= {low}" if high is None else f"must be in [{low}, {high}]"
-            raise UsageError(f"--{option.replace('_', '-')}: {rule}; got {value}")
+    check_ranges(
+        args,
+        (
+            ("n", 1, MAX_N),
+            ("batch_size", 1, MAX_BATCH_SIZE),
+            ("steps", 1, None),
+            ("start", 0, None),
+        ),
+    )
     if not (math.isfinite(args.eta) and args.eta >= 0):
         raise UsageError(f"--eta: must be finite and >= 0; got {args.eta}")
     check_guidance_options(args)
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out: {args.out} exists and is not a directory")
+    check_output_dir(args.out)
     if args.out.suffix.lower() in IMAGE_SUFFIXES and not args.out.is_dir():
         raise UsageError(f"--out: is the directory for the samples (sample-SEED-INDEX.png); got a file name {args.out}")
     if not args.out.parent.is_dir():

@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from syncguide import settings
-from syncguide.errors import SettingError
+from syncguide.errors import SettingError, UsageError
 
 T = TypeVar("T")
 
@@ -42,6 +42,16 @@ def settings_from(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
     name), then ``values`` (converted or resolved fields). ``args`` itself goes no further than this."""
     given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}  # type: ignore[arg-type]
     return cls(**{**given, **values})
+
+
+def check_ranges(args: argparse.Namespace, ranges: tuple[tuple[str, int, int | None], ...]) -> None:
+    """UsageError ``--option: must be in [low, high]`` (or ``>= low``) for the first integer option of ``args``
+    outside its range; ``ranges`` holds ``(dest, low, high or None)``."""
+    for dest, low, high in ranges:
+        value = getattr(args, dest)
+        if value < low or (high is not None and value > high):
+            rule = f"must be >= {low}" if high is None else f"must be in [{low}, {high:,}]"
+            raise UsageError(f"--{dest.replace('_', '-')}: {rule}; got {value}")
 
 
 def command_line() -> str:
