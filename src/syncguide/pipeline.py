@@ -1,9 +1,13 @@
-"""``SyncDiffusionPipeline``: MultiDiffusion and SyncDiffusion panoramas and layouts on Stable Diffusion 1.x/2.x.
+"""``SyncDiffusionPipeline``: MultiDiffusion and SyncDiffusion panoramas and layouts on Stable Diffusion 1.x/2.x,
+SDXL, FLUX.1 and SD3.
 
-Loads like any diffusers pipeline (``from_pretrained(hub_id_or_dir)``, ``from_pipe(sd_pipeline)``; both default
-to DDIM, the papers' scheduler, with the checkpoint's noise schedule) and takes diffusers' usual ``__call__``
-arguments; the window, sync and layout parameters are the fields of :class:`~syncguide.settings.PanoramaSettings`,
-passed as keywords of the same names or as one ``settings=`` object.
+Loads like any diffusers pipeline: ``SyncDiffusionPipeline.from_pretrained(hub_id_or_dir)`` reads the checkpoint's
+family from its ``model_index.json`` (:mod:`syncguide.models.families`) and returns the family's pipeline
+(this class for SD 1.x/2.x; :mod:`syncguide.family_pipelines` for the others); ``from_pipe(a_diffusers_pipeline)``
+likewise. SD and SDXL default to DDIM, the papers' scheduler, with the checkpoint's noise schedule; FLUX and SD3 keep
+their flow-matching scheduler. ``__call__`` takes diffusers' usual arguments; the window, sync and layout parameters
+are the fields of :class:`~syncguide.settings.PanoramaSettings`, passed as keywords of the same names or as one
+``settings=`` object, with the family's defaults (:data:`syncguide.models.families.DEFAULTS`) where not given.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from syncguide.errors import OutOfMemory, SettingError
 from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
 from syncguide.guidance.semantic import Guidance
 from syncguide.layout import Layout
+from syncguide.models import families
 from syncguide.models.backbone import Backbone, Conditioning
 from syncguide.models.sd import StableDiffusionBackbone
 from syncguide.sampling.denoiser import WindowDenoiser
@@ -41,7 +46,7 @@ from syncguide.sampling.hooks import (
 )
 from syncguide.sampling.joint import StepCallback, sample_joint
 from syncguide.sampling.plan import panorama_plan, plan_conditioning, region_plan
-from syncguide.schedulers import check_scheduler, check_steps, make_scheduler
+from syncguide.schedulers import FLOW_SCHEDULERS, SCHEDULERS, check_scheduler, check_steps, make_scheduler
 from syncguide.settings import PanoramaSettings
 from syncguide.tiling import Window, make_windows
 
@@ -84,6 +89,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "denoised"]
+    family: ClassVar[str] = families.SD
+    flow: ClassVar[bool] = False  # a flow-matching family (FLUX.1, SD3)
+    default_scheduler: ClassVar[str | None] = "ddim"  # set by from_pretrained / from_pipe (None: keep the model's)
 
     def __init__(
         self,
@@ -98,30 +106,62 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         self._default_loss: PerceptualLoss | None = None
 
     @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any) -> SyncDiffusionPipeline:
-        """Load like ``DiffusionPipeline.from_pretrained``; the scheduler becomes DDIM (the papers') with the
-        checkpoint's noise schedule, unless a ``scheduler=`` is passed."""
-        pipe = super().from_pretrained(*args, **kwargs)
-        if "scheduler" not in kwargs:
-            pipe.set_scheduler("ddim")
+    def from_pretrained(cls, pretrained: Any, *args: Any, **kwargs: Any) -> SyncDiffusionPipeline:
+        """Load like ``DiffusionPipeline.from_pretrained``. Called on this class, the checkpoint's family (from its
+        ``model_index.json``) picks the pipeline class; an unsupported one is a
+        :class:`~syncguide.errors.SettingError` naming its class and the supported list. SD and SDXL: the scheduler
+        becomes DDIM (the papers') with the checkpoint's noise schedule, unless a ``scheduler=`` is passed."""
+        if cls is SyncDiffusionPipeline:
+            target = pipeline_class(family_of(pretrained, kwargs))
+            if target is not cls:
+                return target.from_pretrained(pretrained, *args, **kwargs)
+        pipe = super().from_pretrained(pretrained, *args, **kwargs)
+        if "scheduler" not in kwargs and cls.default_scheduler:
+            pipe.set_scheduler(cls.default_scheduler)
         return pipe
 
     @classmethod
     def from_pipe(cls, pipeline: DiffusionPipeline, **kwargs: Any) -> SyncDiffusionPipeline:
-        """Share ``pipeline``'s modules (diffusers' ``from_pipe``); the scheduler becomes DDIM with its noise
-        schedule, as in :meth:`from_pretrained`, unless a ``scheduler=`` is passed."""
+        """Share ``pipeline``'s modules (diffusers' ``from_pipe``), as the pipeline class of its family when called
+        on this class; the scheduler as in :meth:`from_pretrained`, unless a ``scheduler=`` is passed."""
+        if cls is SyncDiffusionPipeline:
+            index = {name: ["diffusers", type(module).__name__] for name, module in pipeline.components.items()}
+            family = families.family_of_index({"_class_name": type(pipeline).__name__, **index})
+            target = pipeline_class(family, type(pipeline).__name__)
+            if target is not cls:
+                return target.from_pipe(pipeline, **kwargs)
         pipe = super().from_pipe(pipeline, **kwargs)
-        if "scheduler" not in kwargs:
-            pipe.set_scheduler("ddim")
+        if "scheduler" not in kwargs and cls.default_scheduler:
+            pipe.set_scheduler(cls.default_scheduler)
         return pipe
 
     @property
-    def backbone(self) -> StableDiffusionBackbone:
+    def backbone(self) -> Backbone:
         """The components seen through the sampler's backbone seam (:mod:`syncguide.models.backbone`)."""
+        return self.make_backbone()
+
+    def make_backbone(
+        self, settings: PanoramaSettings | None = None, canvas: tuple[int, int] | None = None
+    ) -> Backbone:
+        """The backbone for a call with ``settings`` on a canvas of ``canvas`` (height, width) pixels."""
         return StableDiffusionBackbone(self.vae, self.text_encoder, self.tokenizer, self.unet)
 
+    def default_settings(self) -> PanoramaSettings:
+        """The family's defaults (:func:`syncguide.models.families.defaults_for`) as settings."""
+        return PanoramaSettings()
+
+    def uses_cfg(self, settings: PanoramaSettings) -> bool:
+        """Whether a call with ``settings`` runs classifier-free guidance (with the negative prompt)."""
+        return settings.guidance_scale > 1
+
     def set_scheduler(self, name: str) -> None:
-        """Replace the scheduler by ``name`` (ddim, ddpm, dpm++, unipc, pndm), keeping its noise schedule."""
+        """Replace the scheduler by ``name`` (ddim, ddpm, dpm++, unipc, pndm; flow-euler for FLUX.1 and SD3),
+        keeping its noise schedule."""
+        allowed = tuple(FLOW_SCHEDULERS if self.flow else SCHEDULERS)
+        if name not in allowed:
+            raise SettingError(
+                "scheduler", f"must be one of {', '.join(allowed)} for {families.NAMES[self.family]}; got {name!r}"
+            )
         self.scheduler = make_scheduler(name, self.scheduler.config)
 
     def default_perceptual_loss(self) -> PerceptualLoss:
@@ -177,7 +217,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         Returns:
             :class:`PanoramaOutput`, or ``(images, None)`` if ``return_dict=False`` (as diffusers' SD pipelines).
         """
-        settings = PanoramaSettings.build(settings, **options)
+        settings = PanoramaSettings.build(settings or self.default_settings(), **options)
         self._check_call(output_type, callback_on_step_end_tensor_inputs, settings)
         cond = self._encode(prompt, settings, prompt_embeds, negative_prompt_embeds)
         call = _Call(
@@ -229,11 +269,12 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         Returns:
             :class:`PanoramaOutput`, or ``(images, None)`` if ``return_dict=False``.
         """
-        settings = PanoramaSettings.build(settings, **options)
+        settings = PanoramaSettings.build(settings or self.default_settings(), **options)
         self._check_call(output_type, callback_on_step_end_tensor_inputs, settings)
         n = settings.num_images_per_prompt
-        negatives = [settings.negative_prompt] * n if settings.guidance_scale > 1 else None
-        conds = [self.backbone.encode_prompt([p] * n, negatives) for p in layout.prompts]
+        negatives = [settings.negative_prompt] * n if self.uses_cfg(settings) else None
+        backbone = self.make_backbone(settings)
+        conds = [backbone.encode_prompt([p] * n, negatives) for p in layout.prompts]
         call = _Call(
             generator,
             latents,
@@ -257,7 +298,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 "callback_on_step_end_tensor_inputs",
                 f"must be among {', '.join(self._callback_tensor_inputs)}; got {unknown[0]!r}",
             )
-        check_scheduler(self.scheduler)
+        check_scheduler(self.scheduler, flow=self.flow)
         check_steps(self.scheduler, settings.num_inference_steps)
 
     def _encode(
@@ -273,11 +314,16 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         per_prompt = settings.num_images_per_prompt
         n_prompts = prompt_embeds.shape[0] if prompt is None else (1 if isinstance(prompt, str) else len(prompt))
         negatives = None
-        if settings.guidance_scale > 1 and negative_prompt_embeds is None:
+        if self.uses_cfg(settings) and negative_prompt_embeds is None:
             negatives = _negatives(settings.negative_prompt, n_prompts, 1)
         prompts = None if prompt is None else ([prompt] if isinstance(prompt, str) else list(prompt))
-        cond = self.backbone.encode_prompt(prompts, negatives, prompt_embeds, negative_prompt_embeds)
-        if settings.guidance_scale <= 1:
+        try:
+            cond = self.make_backbone(settings).encode_prompt(prompts, negatives, prompt_embeds, negative_prompt_embeds)
+        except ValueError as error:
+            if str(error).startswith("prompt_embeds:"):
+                raise SettingError("prompt_embeds", str(error).split(": ", 1)[1]) from None
+            raise
+        if not self.uses_cfg(settings):
             cond = Conditioning(cond.cond)
         return cond.select(torch.arange(n_prompts).repeat_interleave(per_prompt))
 
@@ -285,15 +331,17 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         self, conds: list[Conditioning], layout: Layout | None, settings: PanoramaSettings, call: _Call
     ) -> PanoramaOutput | tuple:
         """Sample the canvas of ``conds`` (one per prompt of ``layout``; one for a plain panorama) and decode it."""
-        backbone, device = self.backbone, self._execution_device
-        window, size, windows = _canvas(backbone, settings)
+        device = self._execution_device
+        window, size, windows = _canvas(self.backbone, settings)
+        backbone = self.make_backbone(settings, (size[0] * self.backbone.vae_scale, size[1] * self.backbone.vae_scale))
         plan = panorama_plan(windows) if layout is None else region_plan(layout.masks(*size).to(device), windows)
         b = conds[0].rows
         wrap = seam_padding(window) if settings.circular_padding else 0
         if call.memory_check:
             self._check_memory(settings, (size[0], size[1] + 2 * wrap), window, b, len(plan.windows), conds[0], device)
-        latents = self._initial_latents((b, backbone.latent_channels, *size), call.generator, call.latents, device)
-        self.scheduler.set_timesteps(settings.num_inference_steps, device=device)
+        shape = (b, backbone.latent_channels, *size)
+        latents = self._initial_latents(shape, call.generator, call.latents, device, backbone.dtype)
+        backbone.set_timesteps(self.scheduler, settings.num_inference_steps, device, window)
         rows_per_call = settings.view_batch_size * b
         denoiser = WindowDenoiser(
             backbone,
@@ -303,7 +351,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             rows_per_call,
             plan.positions(b, backbone.vae_scale).to(device),
         )
-        hooks = self._hooks(settings, layout, window, call, device, b)
+        hooks = self._hooks(backbone, settings, layout, window, call, device, b)
         callback = None
         if call.callback_on_step_end is not None:
             callback = self._wrap_callback(call.callback_on_step_end, call.tensor_inputs)
@@ -337,7 +385,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         memory; ``latent`` is the decoded canvas (wrap padding included), ``windows`` the rows per image, ``cond``
         one image's conditioning (repeated for every row)."""
         backbone = self.backbone
-        denoiser = getattr(backbone, "unet", None)
+        denoiser = getattr(backbone, "unet", None)  # the estimate knows UNets (SD, SDXL); transformers: not yet
         decoder = getattr(backbone, "decoder", None) or getattr(backbone, "vae", None)
         if denoiser is None or decoder is None:
             return  # a backbone this estimate does not know: the out-of-memory error is still reported
@@ -372,6 +420,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
 
     def _hooks(
         self,
+        backbone: Backbone,
         settings: PanoramaSettings,
         layout: Layout | None,
         window: int,
@@ -384,7 +433,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         n_bootstrap = round(settings.bootstrap_fraction * settings.num_inference_steps)
         if layout is not None and layout.regions and n_bootstrap:
             generator = _first(call.generator)
-            colours = flat_colours(self.backbone, n_bootstrap, window, generator, device)
+            colours = flat_colours(backbone, n_bootstrap, window, generator, device)
             hooks.append(BootstrapHook(Bootstrap(n_bootstrap, colours, generator)))
         if settings.syncs:
             loss = call.perceptual_loss or self.default_perceptual_loss()
@@ -400,13 +449,16 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         return hooks
 
     def _initial_latents(
-        self, shape: tuple, generator: Any, latents: torch.Tensor | None, device: torch.device
+        self, shape: tuple, generator: Any, latents: torch.Tensor | None, device: torch.device, dtype: torch.dtype
     ) -> torch.Tensor:
+        """The initial noise of the canvas ``shape`` ``(B, C, h, w)``, drawn as the family's own pipeline draws it
+        (``randn_tensor`` of the unpacked latents; FLUX packs after drawing), so a seed moves between the two."""
         if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         elif tuple(latents.shape) != shape:
             raise SettingError("latents", f"must have shape {shape}; got {tuple(latents.shape)}")
-        return latents.to(device=device, dtype=self.unet.dtype) * self.scheduler.init_noise_sigma
+        latents = latents.to(device=device, dtype=dtype)
+        return latents if self.flow else latents * self.scheduler.init_noise_sigma  # flow matching starts at noise
 
     def _wrap_callback(self, fn: Callable[..., dict], names: Sequence[str]) -> StepCallback:
         def callback(i: int, t: torch.Tensor, latents: torch.Tensor, denoised: torch.Tensor | None) -> torch.Tensor:
@@ -480,3 +532,27 @@ def _label(settings: PanoramaSettings, layout: Layout | None) -> str:
     """The progress bar's label: what is being denoised and how (``panorama (SyncDiffusion)``)."""
     method = "SyncDiffusion" if settings.syncs else "MultiDiffusion"
     return f"{'layout' if layout is not None else 'panorama'} ({method})"
+
+
+def family_of(pretrained: Any, kwargs: dict[str, Any]) -> str:
+    """The family of the checkpoint ``pretrained`` (a directory or hub id) from its ``model_index.json``;
+    SettingError ``model`` for an unsupported one, naming its class and the supported list."""
+    config = DiffusionPipeline.load_config(
+        pretrained, **{k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+    )
+    family = families.family_of_index(dict(config))
+    if family is None:
+        name = config.get("_class_name", "pipeline")
+        raise SettingError("model", f"{pretrained} is a {name}; supported: {families.SUPPORTED}")
+    return family
+
+
+def pipeline_class(family: str | None, name: str = "pipeline") -> type[SyncDiffusionPipeline]:
+    """The pipeline class of ``family``; SettingError ``model`` for None (an unsupported ``name``)."""
+    if family is None:
+        raise SettingError("model", f"a {name} is not supported; supported: {families.SUPPORTED}")
+    if family == families.SD:
+        return SyncDiffusionPipeline
+    from syncguide import family_pipelines  # the family pipelines subclass this one
+
+    return family_pipelines.CLASSES[family]

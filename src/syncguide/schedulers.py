@@ -15,6 +15,7 @@ from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
+    FlowMatchEulerDiscreteScheduler,
     PNDMScheduler,
     UniPCMultistepScheduler,
 )
@@ -31,20 +32,33 @@ SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "pndm": (PNDMScheduler, {}),
 }
 SUPPORTED = tuple(cls for cls, _ in SCHEDULERS.values())
+# Flow matching (FLUX.1, SD3): x_t = (1 - sigma) x0 + sigma * noise, the model predicts noise - x0.
+FLOW_SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
+    "flow-euler": (FlowMatchEulerDiscreteScheduler, {}),
+}
+
+
+def is_flow(scheduler: SchedulerMixin) -> bool:
+    """Whether ``scheduler`` is a flow-matching scheduler (FLUX.1, SD3) rather than a variance-preserving one."""
+    return isinstance(scheduler, tuple(cls for cls, _ in FLOW_SCHEDULERS.values()))
 
 
 def make_scheduler(name: str, config: Any) -> SchedulerMixin:
-    """Build scheduler ``name`` (a key of :data:`SCHEDULERS`) from another scheduler's ``config``."""
-    if name not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {name!r}")
-    cls, extra = SCHEDULERS[name]
+    """Build scheduler ``name`` (a key of :data:`SCHEDULERS` or :data:`FLOW_SCHEDULERS`) from another scheduler's
+    ``config``."""
+    table = {**SCHEDULERS, **FLOW_SCHEDULERS}
+    if name not in table:
+        raise ValueError(f"scheduler must be one of {', '.join(table)}; got {name!r}")
+    cls, extra = table[name]
     return cls.from_config(config, **extra)
 
 
-def check_scheduler(scheduler: SchedulerMixin) -> None:
-    """Raise ValueError unless ``scheduler`` is one of the variance-preserving schedulers we support."""
-    if not isinstance(scheduler, SUPPORTED):
-        names = ", ".join(cls.__name__ for cls in SUPPORTED)
+def check_scheduler(scheduler: SchedulerMixin, flow: bool = False) -> None:
+    """Raise ValueError unless ``scheduler`` is one of the variance-preserving schedulers we support (``flow``: one
+    of the flow-matching ones, for FLUX.1 and SD3)."""
+    supported = tuple(cls for cls, _ in FLOW_SCHEDULERS.values()) if flow else SUPPORTED
+    if not isinstance(scheduler, supported):
+        names = ", ".join(cls.__name__ for cls in supported)
         raise ValueError(f"scheduler must be one of {names}; got {type(scheduler).__name__}")
 
 
@@ -55,6 +69,11 @@ def check_steps(scheduler: SchedulerMixin, steps: int) -> None:
     name = type(scheduler).__name__
     if steps < 1:
         raise SettingError("num_inference_steps", f"must be >= 1; got {steps}")
+    if is_flow(scheduler):  # sigmas are continuous: any count up to the training timesteps
+        most = int(scheduler.config.num_train_timesteps)
+        if steps > most:
+            raise SettingError("num_inference_steps", f"must fit {name}'s {most} training timesteps; got {steps}")
+        return
     if not _runs(trial, steps):  # the scheduler's own refusal (too many steps, too few for PNDM) is the rule
         fewest = next((n for n in range(steps + 1, 21) if _runs(trial, n)), None)
         most = len(trial.alphas_cumprod)
@@ -80,8 +99,11 @@ def predict_x0(
 ) -> torch.Tensor:
     """Clean-sample prediction x0 from a noisy ``sample`` x_t and the model's output at ``timestep``.
 
-    Supports prediction types ``epsilon``, ``v_prediction`` and ``sample``; differentiable in both inputs.
+    Supports prediction types ``epsilon``, ``v_prediction`` and ``sample``, and flow matching (x0 = x_t -
+    sigma_t * v); differentiable in both inputs.
     """
+    if is_flow(scheduler):
+        return sample - flow_sigma(scheduler, timestep).to(device=sample.device, dtype=sample.dtype) * model_output
     abar = scheduler.alphas_cumprod[int(timestep)].to(device=sample.device, dtype=sample.dtype)
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
@@ -99,8 +121,14 @@ def shift_score(
     """Model output with the noise prediction shifted as eps' = eps - sqrt(1 - abar_t) * grad (DDIM-form guidance).
 
     ``grad`` is grad_{x_t} of the objective; the shift is expressed in the model's prediction type (epsilon,
-    v_prediction, sample) so that any scheduler can step it.
+    v_prediction, sample) so that any scheduler can step it. Flow matching (noise std sigma, signal 1 - sigma):
+    eps' = eps - sigma * grad with x_t fixed is v' = v - sigma / (1 - sigma) * grad; at sigma = 1 (pure noise, x0
+    undefined by x_t) there is no shift.
     """
+    if is_flow(scheduler):
+        sigma = flow_sigma(scheduler, timestep).to(device=model_output.device, dtype=torch.float32)
+        factor = sigma / (1 - sigma) if float(1 - sigma) > 1e-3 else torch.zeros_like(sigma)
+        return (model_output.float() - factor * grad.float()).to(model_output.dtype)
     abar = scheduler.alphas_cumprod[int(timestep)].to(device=model_output.device, dtype=torch.float32)
     delta = -(1 - abar).sqrt() * grad.float()  # the change of eps
     kind = scheduler.config.prediction_type
@@ -113,6 +141,22 @@ def shift_score(
     else:
         raise ValueError(f"prediction_type must be epsilon, v_prediction or sample; got {kind!r}")
     return shifted.to(model_output.dtype)
+
+
+def add_noise(scheduler: SchedulerMixin, x0: torch.Tensor, noise: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """x_t of clean ``x0`` with ``noise`` at ``timestep``: the scheduler's forward process (``add_noise``; flow
+    matching: ``(1 - sigma) x0 + sigma * noise``)."""
+    if is_flow(scheduler):
+        sigma = flow_sigma(scheduler, timestep).to(device=x0.device, dtype=x0.dtype)
+        return (1 - sigma) * x0 + sigma * noise.to(x0.dtype)
+    return scheduler.add_noise(x0, noise, timestep.reshape(1))
+
+
+def flow_sigma(scheduler: SchedulerMixin, timestep: torch.Tensor | int) -> torch.Tensor:
+    """sigma_t of a flow-matching scheduler at ``timestep`` (one of its ``timesteps``, set beforehand)."""
+    timesteps = scheduler.timesteps.to(torch.float32)
+    index = int(torch.argmin((timesteps - float(timestep)).abs()))
+    return scheduler.sigmas[index]
 
 
 LEARNED = ("learned", "learned_range")

@@ -25,11 +25,17 @@ def _setting(
     low: float | None = None,
     high: float | None = None,
     layout: bool = False,
+    choices: tuple[str, ...] | None = None,
 ):
-    """A field with its command-line option (default ``--name-with-dashes``), help, bounds, scope."""
-    metadata = {"help": help, "option": option, "low": low, "high": high, "layout": layout}
+    """A field with its command-line option (default ``--name-with-dashes``), help, bounds (or ``choices`` for a
+    string), scope."""
+    metadata = {"help": help, "option": option, "low": low, "high": high, "layout": layout, "choices": choices}
     return field(default=default, metadata=metadata)
 
+
+MICRO_CONDITIONING = ("window", "zeros", "canvas")
+"""SDXL's per-window ``original_size`` / ``crops_coords_top_left`` / ``target_size`` conventions
+(:mod:`syncguide.models.sdxl`)."""
 
 MAX_SIDE = 32768
 """Largest height or width in pixels (refused before anything is allocated; 4x an 8K 360-degree panorama)."""
@@ -74,6 +80,18 @@ class PanoramaSettings:
         0.2, "fraction of the steps with bootstrapping (layouts)", option="--bootstrap", low=0, high=1, layout=True
     )
     sync_regions: bool = _setting(False, "also sync each region towards its own anchor (layouts)", layout=True)
+    true_cfg_scale: float = _setting(
+        1.0, "FLUX: true classifier-free guidance with the negative prompt when > 1 (two passes a step)", low=0
+    )
+    max_sequence_length: int | None = _setting(
+        None, "FLUX/SD3: T5 prompt tokens (default: the family's, 512 FLUX.1-dev, 256 schnell and SD3)", low=1, high=512
+    )
+    micro_conditioning: str = _setting(
+        "window",
+        "SDXL size/crop conditioning of each window: window (the canvas as original size, the window's offset as"
+        " crop), zeros (each window a whole image: crop 0), canvas (the canvas size throughout, crop 0)",
+        choices=MICRO_CONDITIONING,
+    )
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -122,6 +140,9 @@ def check_value(item: dataclasses.Field, value: Any) -> None:
     if kind is str:
         if not isinstance(value, str):
             raise SettingError(item.name, f"must be a string; got {value!r}")
+        choices = item.metadata.get("choices")
+        if choices and value not in choices:
+            raise SettingError(item.name, f"must be one of {', '.join(choices)}; got {value!r}")
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
         raise SettingError(item.name, f"must be {'an integer' if kind is int else 'a number'}; got {value!r}")

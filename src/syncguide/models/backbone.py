@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide.schedulers import predict_x0
@@ -128,6 +127,10 @@ class Backbone(Protocol):
     def x0(self, scheduler: SchedulerMixin, x: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The clean-latent prediction of ``x`` at ``t`` from the model's ``output``; differentiable."""
 
+    def set_timesteps(self, scheduler: SchedulerMixin, steps: int, device: torch.device, window: int) -> None:
+        """Set ``scheduler``'s timesteps for ``steps`` steps as the family's own diffusers pipeline does for one
+        image of ``window`` latent pixels square (FLUX: shifted by its token count)."""
+
     def decode(self, latents: torch.Tensor, wrap: int = 0) -> torch.Tensor:
         """Images in [0, 1] ``(B, 3, s*h, s*w)`` from latents; ``wrap`` columns of 360-degree padding."""
 
@@ -147,16 +150,7 @@ def x0_from_output(
     velocity noise - x0): x0 = x_t - sigma_t * v. Variance-preserving schedulers: epsilon, v or sample
     prediction from ``alphas_cumprod`` (:func:`syncguide.schedulers.predict_x0`). Differentiable.
     """
-    if isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
-        sigma = _flow_sigma(scheduler, timestep).to(device=sample.device, dtype=sample.dtype)
-        return sample - sigma * output
     return predict_x0(scheduler, sample, output, timestep)
-
-
-def _flow_sigma(scheduler: FlowMatchEulerDiscreteScheduler, timestep: torch.Tensor | int) -> torch.Tensor:
-    timesteps = scheduler.timesteps.to(torch.float32)
-    index = int(torch.argmin((timesteps - float(timestep)).abs()))
-    return scheduler.sigmas[index]
 
 
 def iterate_rows(n: int, rows_per_call: int) -> Iterator[slice]:

@@ -120,32 +120,50 @@ class StableDiffusionBackbone:
         """The x0 prediction of ``x`` (epsilon, v or sample output; :func:`~.backbone.x0_from_output`)."""
         return x0_from_output(scheduler, x, output, t)
 
+    def set_timesteps(self, scheduler: SchedulerMixin, steps: int, device: torch.device, window: int) -> None:
+        """The scheduler's timesteps for ``steps`` steps, as diffusers' pipeline of this family sets them."""
+        scheduler.set_timesteps(steps, device=device)
+
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Latents ``(B, 4, h, w)`` (scaled as the UNet sees them) of images ``(B, 3, 8h, 8w)`` in [0, 1]; the
         mean of the VAE's posterior (deterministic)."""
-        latents = self.vae.encode((images * 2 - 1).to(self.vae.dtype)).latent_dist.mode()
-        if getattr(self.vae.config, "shift_factor", None):
-            latents = latents - self.vae.config.shift_factor
-        return latents * self.vae.config.scaling_factor
+        return vae_encode(self.vae, images)
 
     def decode(self, latents: torch.Tensor, wrap: int = 0) -> torch.Tensor:
-        """Images in [0, 1], ``(B, 3, 8h, 8w)``, from latents ``(B, 4, h, w)``; differentiable.
+        """Images in [0, 1], ``(B, 3, 8h, 8w)``, from latents ``(B, 4, h, w)``; differentiable (see
+        :func:`vae_decode`)."""
+        return vae_decode(self.decoder or self.vae, latents, wrap, self.vae_scale)
 
-        ``wrap`` > 0 decodes a 360-degree panorama seamlessly: the last ``wrap`` latent columns are put on the
-        left and the first ``wrap`` on the right, the whole is decoded, and the padding is cropped away.
-        """
-        if wrap:
-            latents = torch.cat([latents[..., -wrap:], latents, latents[..., :wrap]], dim=-1)
-        decoder = self.decoder or self.vae
-        scaled = latents / decoder.config.scaling_factor
-        if getattr(decoder.config, "shift_factor", None):
-            scaled = scaled + decoder.config.shift_factor
-        images = decoder.decode(scaled.to(decoder.dtype)).sample
-        if wrap:
-            pad = wrap * self.vae_scale
-            images = images[..., pad:-pad]
-        return (images / 2 + 0.5).clamp(0, 1)
+
+@torch.no_grad()
+def vae_encode(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """Latents as the denoiser sees them, ``(latents - shift_factor) * scaling_factor``, of images ``(B, 3, H, W)``
+    in [0, 1]: the mean of the VAE's posterior (deterministic)."""
+    latents = vae.encode((images * 2 - 1).to(vae.dtype)).latent_dist.mode()
+    if getattr(vae.config, "shift_factor", None):
+        latents = latents - vae.config.shift_factor
+    return latents * vae.config.scaling_factor
+
+
+def vae_decode(decoder: torch.nn.Module, latents: torch.Tensor, wrap: int, scale: int) -> torch.Tensor:
+    """Images in [0, 1] ``(B, 3, scale*h, scale*w)`` from denoiser latents ``(B, C, h, w)``; differentiable.
+
+    ``decoder`` is the VAE or any module with ``decode(latents).sample`` and a ``config.scaling_factor`` (e.g.
+    diffusers' ``AutoencoderTiny``); its ``shift_factor`` (FLUX, SD3) is undone too. ``wrap`` > 0 decodes a
+    360-degree panorama seamlessly: the last ``wrap`` latent columns are put on the left and the first ``wrap`` on
+    the right, the whole is decoded, and the padding is cropped away.
+    """
+    if wrap:
+        latents = torch.cat([latents[..., -wrap:], latents, latents[..., :wrap]], dim=-1)
+    scaled = latents / decoder.config.scaling_factor
+    if getattr(decoder.config, "shift_factor", None):
+        scaled = scaled + decoder.config.shift_factor
+    images = decoder.decode(scaled.to(decoder.dtype)).sample
+    if wrap:
+        pad = wrap * scale
+        images = images[..., pad:-pad]
+    return (images / 2 + 0.5).clamp(0, 1)
 
 
 def warn_if_cut(tokenizer: CLIPTokenizer, texts: list[str]) -> None:

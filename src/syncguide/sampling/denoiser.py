@@ -33,7 +33,8 @@ class WindowDenoiser:
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
         """The guided model output for ``x``, rows ``rows`` of the stack; differentiable in ``x``."""
-        scaled = self.scheduler.scale_model_input(x, t)
+        scale = getattr(self.scheduler, "scale_model_input", None)  # flow-matching schedulers have none
+        scaled = x if scale is None else scale(x, t)
         return self.backbone.predict(scaled, t, self.cond.select(rows), self.guidance_scale, self.positions[rows])
 
     def x0(self, x: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from syncguide.guidance.sync import SyncSchedule, synchronize
 from syncguide.models.backbone import Backbone, iterate_rows
 from syncguide.sampling.denoiser import WindowDenoiser
 from syncguide.sampling.plan import RowPlan
-from syncguide.schedulers import shift_score
+from syncguide.schedulers import add_noise, shift_score
 from syncguide.tiling import crop_all
 
 
@@ -154,7 +154,7 @@ def bootstrap_views(
     device = bootstrap.generator.device if bootstrap.generator else views.device
     pick = torch.randint(len(bootstrap.colours), (views.shape[0],), generator=bootstrap.generator, device=device)
     colour = bootstrap.colours[pick.to(views.device)]
-    background = denoiser.scheduler.add_noise(colour, noise, t.reshape(1))
+    background = add_noise(denoiser.scheduler, colour, noise, t)
     replace = foreground[:, None, None, None] & ~inside
     return torch.where(replace, background.to(views.dtype), views)
 

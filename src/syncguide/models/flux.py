@@ -1,0 +1,209 @@
+"""The FLUX.1 backbone (dev and schnell): a transformer over 2x2-packed latent tokens, T5 + CLIP prompts, flow
+matching, the distilled guidance embedding and optional true CFG.
+
+The joint loop keeps the canvas unpacked, ``(B, 16, H/8, W/8)``; :meth:`FluxBackbone.predict` packs each window's
+latents into 2x2 patch tokens, gives every window the image ids (row/column rotary positions) of a native image of
+the window's size, runs the transformer and unpacks the velocity. So fusion, region masks (on the latent grid: a
+packed token is one 2x2 cell of it) and 360-degree wrap work as on every family. The timestep shift ``mu`` comes
+from the window's token count, as diffusers' ``FluxPipeline`` computes it for an image of that size.
+
+``guidance_scale`` is the distilled guidance embedding (FLUX.1-dev; schnell has none and ignores it);
+``true_cfg_scale`` > 1 with a negative prompt adds diffusers' "true CFG": a second pass on the negative prompt,
+``neg + true_cfg_scale * (cond - neg)``. Prompts are encoded by diffusers' ``FluxPipeline.encode_prompt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel
+
+from syncguide.models.backbone import Conditioning, x0_from_output
+from syncguide.models.sd import EMBEDS, vae_decode, vae_encode, warn_if_cut
+
+POOLED = "pooled_prompt_embeds"
+DEFAULT_WINDOW = 128
+"""diffusers' ``FluxPipeline.default_sample_size``: 128 latent pixels (1024 px)."""
+
+
+@contextmanager
+def checkpointing(modules: list[torch.nn.Module], enabled: bool) -> Iterator[None]:
+    """Within the block, gradient checkpointing of ``modules`` if ``enabled`` (restored after)."""
+    modules = modules if enabled else []
+    before = [m.is_gradient_checkpointing for m in modules]
+    for module in modules:
+        module.enable_gradient_checkpointing()
+    try:
+        yield
+    finally:
+        for module, was in zip(modules, before, strict=True):
+            if not was:
+                module.disable_gradient_checkpointing()
+
+
+@dataclass
+class FluxBackbone:
+    """A FLUX.1 model seen as a :class:`~syncguide.models.backbone.Backbone` (see the module docstring).
+
+    Conditioning rows: ``prompt_embeds`` ``(B, max_sequence_length, 4096)`` (T5) and ``pooled_prompt_embeds``
+    ``(B, 768)`` (CLIP). ``window_size`` is the native window in latent pixels.
+    """
+
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    text_encoder_2: T5EncoderModel
+    tokenizer_2: object
+    transformer: FluxTransformer2DModel
+    scheduler: SchedulerMixin
+    decoder: torch.nn.Module | None = None
+    true_cfg_scale: float = 1.0
+    max_sequence_length: int = 512
+    window_size: int = DEFAULT_WINDOW
+
+    @property
+    def window(self) -> int:
+        """The native window in latent pixels (128: 1024 px)."""
+        return self.window_size
+
+    @property
+    def vae_scale(self) -> int:
+        """Pixels per latent pixel (8 for FLUX.1's VAE)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the unpacked latent canvas (16 for FLUX.1): the transformer's input over 2x2 packing."""
+        return int(self.transformer.config.in_channels) // 4
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The transformer's dtype, in which latents are kept (``FluxPipeline`` draws its noise in the T5
+        encoder's, the same in any usual set-up)."""
+        return self.transformer.dtype
+
+    def gradient_checkpointing(self, enabled: bool) -> AbstractContextManager[None]:
+        """Within the block, checkpoint the transformer's and VAE's blocks if ``enabled``."""
+        return checkpointing([self.transformer, self.vae], enabled)
+
+    def _reference(self) -> FluxPipeline:
+        return FluxPipeline(
+            scheduler=self.scheduler,
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            text_encoder_2=self.text_encoder_2,
+            tokenizer_2=self.tokenizer_2,
+            transformer=self.transformer,
+        )
+
+    @torch.no_grad()
+    def encode_prompt(
+        self,
+        prompts: list[str] | None,
+        negatives: list[str] | None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> Conditioning:
+        """T5 and CLIP embeddings of B prompts; ``negatives`` are encoded for true CFG (used when
+        ``true_cfg_scale`` > 1)."""
+        if prompt_embeds is not None or negative_prompt_embeds is not None:
+            raise ValueError("prompt_embeds: FLUX also needs pooled embeddings; pass the prompt text instead")
+        reference = self._reference()
+        warn_if_cut(self.tokenizer, prompts + (negatives or []))
+
+        def encode(texts: list[str]) -> dict[str, torch.Tensor]:
+            embeds, pooled, _ = reference.encode_prompt(
+                prompt=texts,
+                device=self.transformer.device,
+                num_images_per_prompt=1,
+                max_sequence_length=self.max_sequence_length,
+            )
+            return {EMBEDS: embeds.to(self.dtype), POOLED: pooled.to(self.dtype)}
+
+        return Conditioning(encode(prompts), None if negatives is None else encode(negatives))
+
+    def predict(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Conditioning,
+        guidance_scale: float,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The velocity for window latents ``x`` ``(n, C, h, w)`` (h, w even): packed, the transformer with the
+        guidance embedding ``guidance_scale`` (if the model has one), true CFG when ``cond.uncond`` is set and
+        ``true_cfg_scale`` > 1, unpacked. ``positions`` are not used: every window gets a native image's ids."""
+        n, c, h, w = x.shape
+        packed = FluxPipeline._pack_latents(x, n, c, h, w)
+        image_ids = FluxPipeline._prepare_latent_image_ids(n, h // 2, w // 2, x.device, x.dtype)
+        timestep = t.expand(n).to(x.dtype) / 1000
+        guidance = None
+        if self.transformer.config.guidance_embeds:
+            guidance = torch.full([1], guidance_scale, device=x.device, dtype=torch.float32).expand(n)
+
+        def run(part: dict[str, torch.Tensor]) -> torch.Tensor:
+            embeds = part[EMBEDS]
+            text_ids = torch.zeros(embeds.shape[1], 3, device=x.device, dtype=self.text_encoder.dtype)
+            return self.transformer(
+                hidden_states=packed,
+                timestep=timestep,
+                guidance=guidance,
+                pooled_projections=part[POOLED],
+                encoder_hidden_states=embeds,
+                txt_ids=text_ids,
+                img_ids=image_ids,
+                return_dict=False,
+            )[0]
+
+        out = run(cond.cond)
+        if cond.uncond is not None and self.true_cfg_scale > 1:
+            negative = run(cond.uncond)
+            out = negative + self.true_cfg_scale * (out - negative)
+        return FluxPipeline._unpack_latents(out, h * self.vae_scale, w * self.vae_scale, self.vae_scale)
+
+    def x0(self, scheduler: SchedulerMixin, x: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x0 = x_t - sigma_t * v (:func:`~.backbone.x0_from_output`); differentiable."""
+        return x0_from_output(scheduler, x, output, t)
+
+    def set_timesteps(self, scheduler: SchedulerMixin, steps: int, device: torch.device, window: int) -> None:
+        """``FluxPipeline``'s timesteps for one window: sigmas from 1 to 1/steps, shifted by ``mu`` of the window's
+        token count (``(window/2)^2``)."""
+        set_flow_timesteps(scheduler, steps, device, (window // 2) ** 2, sigmas=True, max_shift=1.15)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, 16, h, w)`` of images ``(B, 3, 8h, 8w)`` in [0, 1] (posterior mean, shifted, scaled)."""
+        return vae_encode(self.vae, images)
+
+    def decode(self, latents: torch.Tensor, wrap: int = 0) -> torch.Tensor:
+        """Images in [0, 1] from unpacked latents ``(B, 16, h, w)``; differentiable."""
+        return vae_decode(self.decoder or self.vae, latents, wrap, self.vae_scale)
+
+
+def set_flow_timesteps(
+    scheduler: SchedulerMixin, steps: int, device: torch.device, tokens: int, sigmas: bool, max_shift: float
+) -> None:
+    """Set a flow-matching scheduler's timesteps as diffusers' FLUX / SD3 pipelines do for an image of ``tokens``
+    patch tokens: ``mu`` from :func:`calculate_shift` where the scheduler shifts dynamically; ``sigmas``: pass
+    FLUX's ``linspace(1, 1/steps, steps)`` (unless the scheduler uses its own flow sigmas). Starts at step 0."""
+    config = scheduler.config
+    kwargs = {}
+    if sigmas or config.get("use_dynamic_shifting", False):
+        kwargs["mu"] = calculate_shift(
+            tokens,
+            config.get("base_image_seq_len", 256),
+            config.get("max_image_seq_len", 4096),
+            config.get("base_shift", 0.5),
+            config.get("max_shift", max_shift),
+        )
+    schedule = np.linspace(1.0, 1 / steps, steps) if sigmas and not config.get("use_flow_sigmas", False) else None
+    retrieve_timesteps(scheduler, steps, device, sigmas=schedule, **kwargs)
+    scheduler.set_begin_index(0)
