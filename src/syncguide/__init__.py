@@ -1,5 +1,6 @@
 """syncguide: training-free guided diffusion sampling (SyncDiffusion panoramas, Semantic Diffusion Guidance)."""
 
+from syncguide.family_pipelines import SyncDiffusionXLPipeline, SyncFluxPipeline, SyncSD3Pipeline
 from syncguide.layout import Layout, Region
 from syncguide.pipeline import PanoramaOutput, SyncDiffusionPipeline
 from syncguide.sdg_pipeline import SemanticGuidancePipeline
@@ -11,6 +12,9 @@ __all__ = [
     "Region",
     "SemanticGuidancePipeline",
     "SyncDiffusionPipeline",
+    "SyncDiffusionXLPipeline",
+    "SyncFluxPipeline",
+    "SyncSD3Pipeline",
     "Window",
     "anchor_index",
     "make_windows",

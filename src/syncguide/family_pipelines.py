@@ -217,11 +217,3 @@ class SyncSD3Pipeline(SyncDiffusionPipeline):
     def default_settings(self) -> PanoramaSettings:
         """SD3's defaults: 28 steps, CFG 7.0, 256 T5 tokens (diffusers' StableDiffusion3Pipeline)."""
         return _family_settings(families.DEFAULTS[families.SD3], int(self.transformer.config.sample_size))
-
-
-CLASSES: dict[str, type[SyncDiffusionPipeline]] = {
-    families.SDXL: SyncDiffusionXLPipeline,
-    families.FLUX: SyncFluxPipeline,
-    families.SD3: SyncSD3Pipeline,
-}
-"""The pipeline class of each family other than SD 1.x/2.x (which is ``SyncDiffusionPipeline`` itself)."""

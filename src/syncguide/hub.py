@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from syncguide.errors import SettingError
-from syncguide.modelkind import DESCRIPTIONS, STABLE_DIFFUSION, config_kind, expect_kind, index_kind
+from syncguide.modelkind import DESCRIPTIONS, PANORAMA_KINDS, config_kind, expect_kind, index_kind
 
 __all__ = ["HUB_ID", "PROBE_TIMEOUT", "check_hub", "check_model", "expect_cached", "hub_reachable", "offline"]
 
@@ -34,13 +34,13 @@ PROXIES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 def check_model(
     spec: str,
     setting: str = "model",
-    kinds: Collection[str] | None = (STABLE_DIFFUSION,),
+    kinds: Collection[str] | None = PANORAMA_KINDS,
     needs: str | None = None,
 ) -> None:
     """SettingError (naming ``setting``) unless ``spec`` is a diffusers pipeline directory or a hub id that can be
     had: in the Hugging Face cache, or downloadable (not offline, the hub reachable).
 
-    ``kinds`` (see :mod:`syncguide.modelkind`): the kinds of model accepted (default: a Stable Diffusion pipeline;
+    ``kinds`` (see :mod:`syncguide.modelkind`): the kinds of model accepted (default: a panorama pipeline;
     None: any directory with a ``model_index.json``), checked from the files of a directory (or the cached
     ``model_index.json`` of a hub id) before any weight loads; ``needs`` words what is expected in the message.
     """

@@ -20,12 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from syncguide.errors import SettingError
+from syncguide.models.families import FLUX, SD3, SDXL, family_of_index
 
 __all__ = [
     "CLIP",
     "DESCRIPTIONS",
+    "FLUX",
     "NOISE_AWARE_CLIP",
     "OTHER",
+    "PANORAMA_KINDS",
+    "SD3",
+    "SDXL",
     "STABLE_DIFFUSION",
     "UNCONDITIONAL",
     "ModelFiles",
@@ -45,10 +50,16 @@ OTHER = "other"
 DESCRIPTIONS = {
     UNCONDITIONAL: "an unconditional DDPM pipeline (UNet2DModel + scheduler, as google/ddpm-ema-church-256)",
     STABLE_DIFFUSION: "a Stable Diffusion pipeline (UNet2DConditionModel + VAE + CLIP text encoder + tokenizer)",
+    SDXL: "an SDXL pipeline (StableDiffusionXLPipeline)",
+    FLUX: "a FLUX.1 pipeline (FluxPipeline)",
+    SD3: "an SD3 pipeline (StableDiffusion3Pipeline)",
     CLIP: "a transformers CLIPModel directory (config.json with architectures CLIPModel)",
     NOISE_AWARE_CLIP: "a noise-aware CLIP written by syncguide finetune-clip (noise_aware.json)",
 }
 """The kinds, as messages name what was expected."""
+
+PANORAMA_KINDS = (STABLE_DIFFUSION, SDXL, FLUX, SD3)
+"""The pipeline kinds a panorama runs on (the families of :mod:`syncguide.models.families`)."""
 
 NOISE_AWARE_CONFIG = "noise_aware.json"
 NOISE_AWARE_WEIGHTS = "noise_aware.safetensors"
@@ -60,6 +71,27 @@ PIPELINE_PARTS = {
         "unet": "config.json",
         "vae": "config.json",
         "text_encoder": "config.json",
+        "scheduler": "scheduler_config.json",
+    },
+    SDXL: {
+        "unet": "config.json",
+        "vae": "config.json",
+        "text_encoder": "config.json",
+        "text_encoder_2": "config.json",
+        "scheduler": "scheduler_config.json",
+    },
+    FLUX: {
+        "transformer": "config.json",
+        "vae": "config.json",
+        "text_encoder": "config.json",
+        "text_encoder_2": "config.json",
+        "scheduler": "scheduler_config.json",
+    },
+    SD3: {
+        "transformer": "config.json",
+        "vae": "config.json",
+        "text_encoder": "config.json",
+        "text_encoder_2": "config.json",
         "scheduler": "scheduler_config.json",
     },
 }
@@ -90,9 +122,9 @@ def index_kind(index: Any) -> tuple[str, str]:
     found = f"a diffusers {name}" + (f" (unet {unet})" if unet else "")
     if unet == "UNet2DModel" and "scheduler" in parts and not {"vae", "vqvae", "text_encoder"} & parts.keys():
         return UNCONDITIONAL, found
-    sd_parts = {"vae", "text_encoder", "tokenizer", "scheduler"}
-    if unet == "UNet2DConditionModel" and sd_parts <= parts.keys() and "text_encoder_2" not in parts:
-        return STABLE_DIFFUSION, found
+    family = family_of_index(index)
+    if family is not None and {"vae", "text_encoder", "tokenizer", "scheduler"} <= parts.keys():
+        return family, found
     return OTHER, found
 
 
@@ -160,7 +192,7 @@ def _missing(path: Path, kind: str) -> str | None:
             return f"{part}/{config}"
         if part not in NO_WEIGHTS and not _has_weights(path / part):
             return f"weights in {part}/ (*.safetensors or *.bin)"
-    if kind == STABLE_DIFFUSION and not (path / "tokenizer").is_dir():
+    if kind in PANORAMA_KINDS and not (path / "tokenizer").is_dir():
         return "tokenizer/"
     return None
 

@@ -92,6 +92,13 @@ class SyncDiffusionPipeline(DiffusionPipeline):
     family: ClassVar[str] = families.SD
     flow: ClassVar[bool] = False  # a flow-matching family (FLUX.1, SD3)
     default_scheduler: ClassVar[str | None] = "ddim"  # set by from_pretrained / from_pipe (None: keep the model's)
+    # family -> pipeline class; the family pipelines (syncguide.family_pipelines, imported by the package) add
+    # themselves as they are defined
+    family_classes: ClassVar[dict[str, type[SyncDiffusionPipeline]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        SyncDiffusionPipeline.family_classes.setdefault(cls.family, cls)
 
     def __init__(
         self,
@@ -534,6 +541,9 @@ def _label(settings: PanoramaSettings, layout: Layout | None) -> str:
     return f"{'layout' if layout is not None else 'panorama'} ({method})"
 
 
+SyncDiffusionPipeline.family_classes[families.SD] = SyncDiffusionPipeline
+
+
 def family_of(pretrained: Any, kwargs: dict[str, Any]) -> str:
     """The family of the checkpoint ``pretrained`` (a directory or hub id) from its ``model_index.json``;
     SettingError ``model`` for an unsupported one, naming its class and the supported list."""
@@ -551,8 +561,4 @@ def pipeline_class(family: str | None, name: str = "pipeline") -> type[SyncDiffu
     """The pipeline class of ``family``; SettingError ``model`` for None (an unsupported ``name``)."""
     if family is None:
         raise SettingError("model", f"a {name} is not supported; supported: {families.SUPPORTED}")
-    if family == families.SD:
-        return SyncDiffusionPipeline
-    from syncguide import family_pipelines  # the family pipelines subclass this one
-
-    return family_pipelines.CLASSES[family]
+    return SyncDiffusionPipeline.family_classes[family]

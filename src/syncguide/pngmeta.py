@@ -27,7 +27,14 @@ from syncguide.atomic import write_atomic
 PARAMETERS_KEY = "parameters"  # AUTOMATIC1111's chunk: its text form
 JSON_KEY = "syncguide"  # ours: the full settings as JSON
 
-SAMPLERS = {"ddim": "DDIM", "ddpm": "DDPM", "dpm++": "DPM++ 2M", "unipc": "UniPC", "pndm": "PLMS"}
+SAMPLERS = {
+    "ddim": "DDIM",
+    "ddpm": "DDPM",
+    "dpm++": "DPM++ 2M",
+    "unipc": "UniPC",
+    "pndm": "PLMS",
+    "flow-euler": "Euler",
+}
 """Our scheduler names and AUTOMATIC1111's sampler names for them."""
 
 # AUTOMATIC1111's labels for the settings it knows, in its order; every other setting follows as "Sync weight: 20".

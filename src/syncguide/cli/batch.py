@@ -160,10 +160,10 @@ def check_arguments(args: argparse.Namespace, checked: dict[Any, Any] | None = N
     model, demo = _once(checked, ("model", args.model), lambda: panorama._model(args.model, quiet=True))
     perceptual = args.perceptual if args.perceptual != "auto" else ("demo-clip" if demo else "lpips-vgg")
     key = ("geometry", model, args.scheduler)
-    window, scale, scheduler = _once(checked, key, lambda: panorama.model_geometry(model, args.scheduler))
-    settings = panorama.resolve_settings(given, args.method, window, scale, demo, perceptual)
+    geometry = _once(checked, key, lambda: panorama.model_geometry(model, args.scheduler))
+    settings = panorama.resolve_settings(given, args.method, geometry, demo, perceptual)
     steps = settings.num_inference_steps
-    _once(checked, ("steps", *key, steps), lambda: check_steps(scheduler, steps))
+    _once(checked, ("steps", *key, steps), lambda: check_steps(geometry.scheduler, steps))
     if settings.syncs:
         _once(checked, ("loss", perceptual, args.lpips_weights), lambda: check_loss(perceptual, args.lpips_weights))
     if wants_guidance(args) and not (args.clip or demo):

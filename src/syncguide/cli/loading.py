@@ -16,13 +16,15 @@ import torch
 from syncguide.devices import resolve_device
 from syncguide.errors import UsageError
 from syncguide.hub import check_model
-from syncguide.modelkind import DESCRIPTIONS, STABLE_DIFFUSION, UNCONDITIONAL
+from syncguide.modelkind import DESCRIPTIONS, PANORAMA_KINDS, UNCONDITIONAL
+from syncguide.models.families import SUPPORTED
 from syncguide.pipeline import SyncDiffusionPipeline
 
 __all__ = ["check_model", "load_model", "load_pipeline", "resolve_device"]
 
 STABLE_DIFFUSION_NEEDS = (
-    f"expected {DESCRIPTIONS[STABLE_DIFFUSION]} (for an unconditional DDPM pipeline use syncguide generate)"
+    f"expected a pipeline of a supported family: {SUPPORTED} (for an unconditional DDPM pipeline use syncguide"
+    " generate)"
 )
 UNCONDITIONAL_NEEDS = (
     f"generate needs {DESCRIPTIONS[UNCONDITIONAL]} (for a Stable Diffusion pipeline use syncguide panorama)"
@@ -30,8 +32,9 @@ UNCONDITIONAL_NEEDS = (
 
 
 def load_pipeline(spec: str, dtype: torch.dtype, device: torch.device) -> SyncDiffusionPipeline:
-    """Load a Stable Diffusion pipeline as a :class:`SyncDiffusionPipeline` on ``device``."""
-    what, kinds = "a Stable Diffusion pipeline", (STABLE_DIFFUSION,)
+    """Load a panorama pipeline (SD 1.x/2.x, SDXL, FLUX.1, SD3) as its :class:`SyncDiffusionPipeline` on
+    ``device``."""
+    what, kinds = "a panorama pipeline", PANORAMA_KINDS
     pipe = load_model(SyncDiffusionPipeline, spec, what, kinds, STABLE_DIFFUSION_NEEDS)
     return pipe.to(device, dtype)
 

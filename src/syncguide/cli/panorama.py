@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, SD3Transformer2DModel, UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide import __version__, registry
@@ -37,8 +37,10 @@ from syncguide.cli.recall import add_from_option
 from syncguide.errors import SettingError, UsageError
 from syncguide.guidance.perceptual import lpips_vgg
 from syncguide.metrics.reference_networks import load_lpips
+from syncguide.models import families
+from syncguide.models.flux import DEFAULT_WINDOW as DEFAULT_FLUX_WINDOW
 from syncguide.pipeline import SyncDiffusionPipeline
-from syncguide.schedulers import SCHEDULERS, check_steps, make_scheduler
+from syncguide.schedulers import FLOW_SCHEDULERS, SCHEDULERS, check_steps, make_scheduler
 from syncguide.settings import PanoramaSettings, option_name
 
 METHODS = ("syncdiffusion", "multidiffusion")
@@ -97,7 +99,8 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
     ``layout``). Every :class:`PanoramaSettings` field is an option; unset options take the model's default."""
     p.add_argument(
         "--model",
-        help="diffusers Stable Diffusion pipeline: hub id or local directory (default: the bundled demo model)",
+        help="diffusers pipeline of SD 1.x/2.x, SDXL, FLUX.1 or SD3 (its family is read from model_index.json): hub id"
+        " or local directory (default: the bundled demo model)",
     )
     for item in dataclasses.fields(PanoramaSettings):
         if item.name not in NOT_OPTIONS and (layout or not item.metadata["layout"]):
@@ -118,7 +121,11 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
         " $TORCH_HOME/hub/checkpoints/vgg16-397923af.pth)",
     )
     add_guidance_options(p, "1e3, content 1e4, style 1e4")
-    p.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="ddim", help="default ddim (the paper's)")
+    p.add_argument(
+        "--scheduler",
+        choices=(*SCHEDULERS, *FLOW_SCHEDULERS),
+        help="default ddim (the paper's) for SD and SDXL; flow-euler (their own, the only one) for FLUX.1 and SD3",
+    )
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     p.add_argument(
@@ -140,7 +147,8 @@ def _add_setting(p: argparse.ArgumentParser, item: dataclasses.Field) -> None:
         p.add_argument(option, dest=item.name, action="store_true", default=None, help=help_text)
         return
     kind = str if isinstance(item.default, str) else (float if "float" in str(item.type) else int)
-    p.add_argument(option, dest=item.name, type=kind, help=f"{help_text} (default {default}{demo})")
+    choices = item.metadata.get("choices")
+    p.add_argument(option, dest=item.name, type=kind, choices=choices, help=f"{help_text} (default {default}{demo})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,14 +182,15 @@ def prepare(
     device = resolve_device(args.device)
     model, demo = _model(args.model, quiet)
     perceptual = args.perceptual if args.perceptual != "auto" else ("demo-clip" if demo else "lpips-vgg")
-    window, scale, scheduler = model_geometry(model, args.scheduler)
-    settings = resolve_settings(given, args.method, window, scale, demo, perceptual)
-    check_steps(scheduler, settings.num_inference_steps)
+    geometry = model_geometry(model, args.scheduler)
+    settings = resolve_settings(given, args.method, geometry, demo, perceptual)
+    check_steps(geometry.scheduler, settings.num_inference_steps)
     if args.lpips_weights is not None and perceptual != "lpips-vgg":
         raise UsageError(f"--lpips-weights: only the lpips-vgg sync loss uses it; this run's is {perceptual}")
     loss = perceptual_loss(perceptual, device, args.lpips_weights) if settings.syncs else None
-    pipe = _pipeline(model, args, device, pipelines)
-    semantic = _semantic_guidance(args, demo, window * scale, device) if wants_guidance(args) else None
+    pipe = _pipeline(model, args, geometry.scheduler_name, device, pipelines)
+    image_size = geometry.window * geometry.scale
+    semantic = _semantic_guidance(args, demo, image_size, device) if wants_guidance(args) else None
     params = {
         "prompt": args.prompt,
         "model": model,
@@ -189,7 +198,7 @@ def prepare(
         "method": args.method,
         **settings.to_parameters(layout),
         "perceptual": perceptual,
-        "scheduler": args.scheduler,
+        "scheduler": geometry.scheduler_name,
         "dtype": args.dtype,
         **(guidance_parameters(args) if semantic is not None else {}),
         "device": str(device),
@@ -221,12 +230,14 @@ def _semantic_guidance(args: argparse.Namespace, demo: bool, image_size: int, de
     return build_guidance(args, clip, None, torch.Generator().manual_seed(args.seed), device)
 
 
-def _pipeline(model: str, args: argparse.Namespace, device: torch.device, cache: dict | None) -> SyncDiffusionPipeline:
-    key = (model, args.dtype, str(device), args.scheduler)
+def _pipeline(
+    model: str, args: argparse.Namespace, scheduler: str, device: torch.device, cache: dict | None
+) -> SyncDiffusionPipeline:
+    key = (model, args.dtype, str(device), scheduler)
     cache = {} if cache is None else cache
     if key not in cache:
         cache[key] = load_pipeline(model, DTYPES[args.dtype], device)
-        cache[key].set_scheduler(args.scheduler)
+        cache[key].set_scheduler(scheduler)
     return cache[key]
 
 
@@ -241,26 +252,60 @@ def given_settings(args: argparse.Namespace, layout: bool) -> dict[str, Any]:
     return given
 
 
-def model_geometry(model: str, scheduler: str) -> tuple[int, int, SchedulerMixin]:
-    """``(window, vae_scale, scheduler)`` of a Stable Diffusion pipeline from its configuration files (no weights
-    loaded); ``scheduler`` is the named scheduler with the checkpoint's noise schedule."""
+@dataclass(frozen=True)
+class Geometry:
+    """What a panorama needs to know of a model before its weights load: its family, window (latent pixels),
+    pixels per latent pixel, scheduler (named, with the checkpoint's schedule) and family defaults."""
+
+    family: str
+    window: int
+    scale: int
+    scheduler_name: str
+    scheduler: SchedulerMixin
+    defaults: families.Defaults
+
+
+def model_geometry(model: str, scheduler: str | None) -> Geometry:
+    """The :class:`Geometry` of a panorama model (any supported family) from its configuration files (no weights
+    loaded); ``scheduler`` None is the family's default (ddim for SD/SDXL, flow-euler for FLUX.1/SD3)."""
     try:
-        unet = UNet2DConditionModel.load_config(model, subfolder="unet")
+        index = DiffusionPipeline.load_config(model)
+        family = families.family_of_index(dict(index))
+        if family is None:
+            raise UsageError(f"--model: {model} is a {index.get('_class_name')}; supported: {families.SUPPORTED}")
+        # each model class reads its own config file name (config.json, scheduler_config.json)
+        denoiser = (SD3Transformer2DModel if _flow(family) else UNet2DConditionModel).load_config(
+            model, subfolder="transformer" if _flow(family) else "unet"
+        )
         vae = AutoencoderKL.load_config(model, subfolder="vae")
         schedule = DDIMScheduler.load_config(model, subfolder="scheduler")
+    except UsageError:
+        raise
     except Exception as error:  # any failure to read the configuration is bad input, reported in one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"--model: cannot read the configuration of {model}: {first}") from None
-    return int(unet["sample_size"]), 2 ** (len(vae["block_out_channels"]) - 1), make_scheduler(scheduler, schedule)
+    allowed = FLOW_SCHEDULERS if _flow(family) else SCHEDULERS
+    name = scheduler or next(iter(allowed))
+    if name not in allowed:
+        raise UsageError(f"--scheduler: must be one of {', '.join(allowed)} for {families.NAMES[family]}; got {name}")
+    scale = 2 ** (len(vae["block_out_channels"]) - 1)
+    # FLUX's transformer has no sample_size: FluxPipeline's default_sample_size, 128 latent px
+    window = DEFAULT_FLUX_WINDOW if family == families.FLUX else int(denoiser["sample_size"])
+    defaults = families.defaults_for(family, bool(denoiser.get("guidance_embeds", True)))
+    return Geometry(family, window, scale, name, make_scheduler(name, schedule), defaults)
+
+
+def _flow(family: str) -> bool:
+    return family in (families.FLUX, families.SD3)
 
 
 def resolve_settings(
-    given: dict[str, Any], method: str, window: int, scale: int, demo: bool, perceptual: str
+    given: dict[str, Any], method: str, geometry: Geometry, demo: bool, perceptual: str
 ) -> PanoramaSettings:
-    """The ``given`` settings with unset ones filled by the demo model's or the paper's defaults; UsageError
-    naming the option for a value that breaks a rule or does not fit the model's ``window`` (latent pixels of
-    ``scale`` px)."""
-    values = {"window": window, **_defaults(window, scale, demo, perceptual, given), **given}
+    """The ``given`` settings with unset ones filled by the demo model's, the paper's or the family's defaults;
+    UsageError naming the option for a value that breaks a rule or does not fit the model's window."""
+    window, scale = geometry.window, geometry.scale
+    values = {"window": window, **_defaults(geometry, demo, perceptual, given), **given}
     if method == "multidiffusion":
         values["sync_weight"] = 0.0
     settings = _settings(values)
@@ -276,14 +321,19 @@ def _settings(values: dict[str, Any]) -> PanoramaSettings:
         raise UsageError(f"{option_name(error.setting)}: {error.rule}") from None
 
 
-def _defaults(window: int, scale: int, demo: bool, perceptual: str, given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults that depend on the model: sizes from the window, the demo model's faster settings."""
-    height = given.get("height") or window * scale
+def _defaults(geometry: Geometry, demo: bool, perceptual: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults that depend on the model: sizes from the window, the family's steps, guidance, stride and T5
+    length (:data:`syncguide.models.families.DEFAULTS`), the demo model's faster settings."""
+    window, family = geometry.window, geometry.defaults
+    height = given.get("height") or window * geometry.scale
     defaults = {
         "height": height,
         "width": 6 * height,
-        "stride": max(1, window // (2 if demo else 4)),
-        "sync_weight": DEMO_SYNC_WEIGHT if perceptual == "demo-clip" else 20.0,
+        "stride": max(1, window // (2 if demo else family.stride_fraction)),
+        "num_inference_steps": family.steps,
+        "guidance_scale": family.guidance_scale,
+        "max_sequence_length": family.max_sequence_length,
+        "sync_weight": DEMO_SYNC_WEIGHT if perceptual == "demo-clip" else family.sync_weight,
         "sync_batch_size": 1,
     }
     return {**defaults, **(DEMO_DEFAULTS if demo else {})}
