@@ -352,3 +352,16 @@ def test_saved_pipelines_load_back_through_the_entry_point(pipes, tmp_path: Path
     torch.testing.assert_close(
         _run(again, output_type="latent", sync_weight=0.0), _run(pipes["flux"], output_type="latent", sync_weight=0.0)
     )
+
+
+def test_a_float16_vae_that_asks_for_upcasting_decodes_in_float32(pipes) -> None:
+    backbone = pipes["sdxl"].make_backbone()
+    vae = backbone.vae
+    try:
+        vae.register_to_config(force_upcast=True)
+        vae.to(torch.float16)
+        latents = torch.randn(1, 4, WINDOW, WINDOW, generator=torch.Generator().manual_seed(4))
+        images = backbone.decode(latents)
+        assert vae.dtype == torch.float32 and images.dtype == torch.float32 and torch.isfinite(images).all()
+    finally:
+        vae.to(torch.float32)
