@@ -13,22 +13,16 @@ internals. Per call, a :class:`Backbone` answers four questions:
 4. ``decode(latents, wrap)`` -> images in [0, 1] (the full VAE, or any replacement decoder the backbone holds),
    and ``encode(images)`` for the other direction (bootstrapping colours).
 
-How the next backbones fit without touching the loop:
+The families (each in its own module, the loop unchanged):
 
-- **SDXL** (two CLIP text encoders, pooled embeddings, micro-conditioning): ``encode_prompt`` returns rows
-  ``prompt_embeds`` (B, 77, 2048; both encoders' penultimate states concatenated) and ``text_embeds``
-  (B, 1280; the second encoder's pooled output), for cond and uncond. ``predict`` builds ``add_time_ids`` per
-  row from ``positions``: original size = canvas size, ``crops_coords_top_left`` = the window's (top, left), and
-  target size = window size, and passes ``added_cond_kwargs={"text_embeds", "time_ids"}`` to the UNet. The
-  output is epsilon (or v); ``x0`` is the default.
-- **FLUX.1 / SD3** (transformers over packed patch tokens, rotary image ids, flow matching): the loop keeps
-  handing over ``(n, C, h, w)`` window latents; ``predict`` packs them into 2x2 patch tokens, builds the image
-  ids (FLUX: ``(h/2 * w/2, 3)`` row/column ids of the *window*, so every window sees the position encoding the
-  model was trained on), calls the transformer with the T5 + CLIP conditioning rows (``prompt_embeds``,
-  ``pooled_prompt_embeds``; FLUX-dev's guidance embedding instead of two-pass CFG), and unpacks the velocity
-  back to ``(n, C, h, w)``. The scheduler is ``FlowMatchEulerDiscreteScheduler``; :func:`x0_from_output`
-  gives x0 = x_t - sigma_t * v, so sync and SDG work through ``x0`` unchanged. ``decode`` undoes the VAE's
-  ``shift_factor`` and ``scaling_factor`` (16-channel latents).
+- **SD 1.x/2.x** (:mod:`.sd`): rows ``prompt_embeds``; positions unused.
+- **SDXL** (:mod:`.sdxl`): rows ``prompt_embeds`` (B, 77, 2048) and ``text_embeds`` (B, 1280); ``predict``
+  builds ``add_time_ids`` per row from ``positions`` and the canvas (the ``micro_conditioning`` convention).
+- **FLUX.1** (:mod:`.flux`) and **SD3** (:mod:`.sd3`): transformers, flow matching. The loop keeps handing over
+  unpacked ``(n, C, h, w)`` window latents; FLUX's ``predict`` packs them into 2x2 patch tokens with a native
+  image's ids and unpacks the velocity; :func:`x0_from_output` gives x0 = x_t - sigma_t * v, so sync and SDG work
+  through ``x0`` unchanged; ``set_timesteps`` shifts FLUX's schedule by the window's token count. ``decode`` undoes
+  the VAE's ``shift_factor`` and ``scaling_factor`` (16-channel latents).
 """
 
 from __future__ import annotations
