@@ -76,6 +76,7 @@ class _Call:
     perceptual_loss: PerceptualLoss | None
     semantic_guidance: Guidance | None
     memory_check: bool = True
+    sync_decoder: torch.nn.Module | None = None
 
 
 class SyncDiffusionPipeline(DiffusionPipeline):
@@ -193,6 +194,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         perceptual_loss: PerceptualLoss | None = None,
         semantic_guidance: Guidance | None = None,
         memory_check: bool = True,
+        sync_decoder: torch.nn.Module | None = None,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate panoramas.
@@ -212,6 +214,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             semantic_guidance: SDG guidance (:mod:`syncguide.guidance.semantic`) applied to every window through
                 its decoded x0 prediction, e.g. a :class:`~syncguide.guidance.semantic.StyleGuidance` for "a
                 panorama of PROMPT in the style of REF"; composes with sync.
+            sync_decoder: a decoder for SyncDiffusion's gradient path only (and the anchor's target), e.g. diffusers'
+                ``AutoencoderTiny`` (TAESD: taesd, taesdxl, taesd3, taef1) for this model's latents; the final image
+                is still decoded by the full VAE. Its latent channels must be the model's.
             memory_check: estimate the memory the run needs first (:mod:`syncguide.memory`) and raise
                 :class:`~syncguide.errors.OutOfMemory` (a MemoryError saying which settings shrink it) where it
                 clearly exceeds what the device has free; an out-of-memory error while sampling raises the same.
@@ -237,6 +242,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             perceptual_loss,
             semantic_guidance,
             memory_check,
+            sync_decoder,
         )
         return self._generate([cond], None, settings, call)
 
@@ -254,6 +260,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         perceptual_loss: PerceptualLoss | None = None,
         semantic_guidance: Guidance | None = None,
         memory_check: bool = True,
+        sync_decoder: torch.nn.Module | None = None,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate images from a layout: a background prompt plus (prompt, mask) regions (region MultiDiffusion).
@@ -292,6 +299,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             perceptual_loss,
             semantic_guidance,
             memory_check,
+            sync_decoder,
         )
         return self._generate(conds, layout, settings, call)
 
@@ -449,6 +457,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 loss,
                 settings.sync_batch_size or settings.view_batch_size,
                 settings.sync_checkpointing,
+                hold_output=settings.sync_mode == "fast",
+                decoder=_checked_decoder(call.sync_decoder, backbone),
+                loss_size=settings.sync_loss_size,
             )
             hooks.append(SyncHook(options, None if layout is not None and settings.sync_regions else [0]))
         if call.semantic_guidance is not None:
@@ -484,6 +495,22 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             return images
         array = VaeImageProcessor.pt_to_numpy(images.float().cpu())
         return array if output_type == "np" else VaeImageProcessor.numpy_to_pil(array)
+
+
+def _checked_decoder(decoder: torch.nn.Module | None, backbone: Backbone) -> torch.nn.Module | None:
+    """``decoder`` if it reads ``backbone``'s latents (its ``latent_channels``); SettingError ``sync_decoder``."""
+    if decoder is None:
+        return None
+    config = getattr(decoder, "config", None)
+    channels = getattr(config, "latent_channels", None)
+    if channels is None or not hasattr(decoder, "decode"):
+        raise SettingError("sync_decoder", "must be a decoder with decode() and a config (e.g. AutoencoderTiny)")
+    if channels != backbone.latent_channels:
+        raise SettingError(
+            "sync_decoder",
+            f"decodes {channels}-channel latents; this model's have {backbone.latent_channels}",
+        )
+    return decoder
 
 
 def seam_padding(window: int) -> int:

@@ -33,6 +33,10 @@ def _setting(
     return field(default=default, metadata=metadata)
 
 
+SYNC_MODES = ("exact", "fast")
+"""SyncDiffusion's gradient: exact, or fast (the model output held constant; see
+:class:`~syncguide.sampling.hooks.SyncOptions`)."""
+
 MICRO_CONDITIONING = ("window", "zeros", "canvas")
 """SDXL's per-window ``original_size`` / ``crops_coords_top_left`` / ``target_size`` conventions
 (:mod:`syncguide.models.sdxl`)."""
@@ -76,6 +80,15 @@ class PanoramaSettings:
     sync_every: int = _setting(1, "synchronise every N-th step", low=1)
     sync_batch_size: int | None = _setting(None, "windows per gradient pass (default view_batch_size)", low=1)
     sync_checkpointing: bool = _setting(False, "gradient checkpointing in the sync pass (less memory)")
+    sync_mode: str = _setting(
+        "exact",
+        "exact (gradient through the denoiser, the decoder and the loss) or fast (the model output held constant:"
+        " no denoiser backward, one forward a step; see syncguide.sampling.hooks.SyncOptions)",
+        choices=SYNC_MODES,
+    )
+    sync_loss_size: int | None = _setting(
+        None, "resize the x0 images to this many px (longer side) before the sync loss (default: not resized)", low=8
+    )
     bootstrap_fraction: float = _setting(
         0.2, "fraction of the steps with bootstrapping (layouts)", option="--bootstrap", low=0, high=1, layout=True
     )

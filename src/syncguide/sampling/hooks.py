@@ -12,7 +12,7 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +20,7 @@ from syncguide.guidance.perceptual import PerceptualLoss
 from syncguide.guidance.semantic import Guidance, guidance_gradient
 from syncguide.guidance.sync import SyncSchedule, synchronize
 from syncguide.models.backbone import Backbone, iterate_rows
+from syncguide.models.sd import vae_decode
 from syncguide.sampling.denoiser import WindowDenoiser
 from syncguide.sampling.plan import RowPlan
 from syncguide.schedulers import add_noise, shift_score
@@ -28,12 +29,18 @@ from syncguide.tiling import crop_all
 
 @dataclass(frozen=True)
 class Step:
-    """Where the loop is: step ``index`` of ``total`` at timestep ``t``, with the run's denoiser."""
+    """Where the loop is: step ``index`` of ``total`` at timestep ``t``, with the run's denoiser.
+
+    ``cache`` carries work between hooks and the loop within the step: a hook that has already computed every
+    row's model output for the views it returns (fast sync) leaves it under ``"output"`` and the loop steps with
+    it instead of predicting again.
+    """
 
     index: int
     t: torch.Tensor
     total: int
     denoiser: WindowDenoiser
+    cache: dict = field(default_factory=dict)
 
 
 class StepHook:
@@ -53,12 +60,47 @@ class StepHook:
 
 @dataclass
 class SyncOptions:
-    """SyncDiffusion settings: schedule, perceptual loss, windows per gradient pass, gradient checkpointing."""
+    """SyncDiffusion settings: schedule, perceptual loss, windows per gradient pass, gradient checkpointing, and
+    the fast mode's approximations, each switchable (all off: the exact method, bit for bit):
+
+    - ``hold_output``: the model output of one no-grad forward pass is held constant in the x0 prediction, so the
+      gradient reaches x_t through the x0 formula only (dx0/dx_t = 1/sqrt(abar_t) for epsilon models, 1 for flow
+      matching: no denoiser backward), and that output is reused for the denoising step (no second forward on
+      the updated latents);
+    - ``decoder``: decodes x0 in the gradient path (and the anchor's target) instead of the backbone's VAE, e.g.
+      diffusers' ``AutoencoderTiny`` (TAESD family); the final image is still decoded by the full VAE;
+    - ``loss_size``: images are resized (bilinear, antialiased) to ``loss_size`` px on their longer side before
+      the perceptual loss.
+    """
 
     schedule: SyncSchedule
     loss: PerceptualLoss
     batch_size: int = 1
     checkpointing: bool = False
+    hold_output: bool = False
+    decoder: torch.nn.Module | None = None
+    loss_size: int | None = None
+
+    def perceptual(self) -> PerceptualLoss:
+        """The loss as the gradient pass sees it: at ``loss_size`` when set."""
+        if self.loss_size is None:
+            return self.loss
+        size, loss = self.loss_size, self.loss
+
+        def resized(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return loss(shrink(a, size), shrink(b, size))
+
+        return resized
+
+
+def shrink(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Images ``(B, 3, H, W)`` resized so that the longer side is ``size`` px (never enlarged)."""
+    h, w = images.shape[-2:]
+    scale = size / max(h, w)
+    if scale >= 1:
+        return images
+    target = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return torch.nn.functional.interpolate(images, size=target, mode="bilinear", antialias=True, align_corners=False)
 
 
 class SyncHook(StepHook):
@@ -84,18 +126,32 @@ class SyncHook(StepHook):
         weight = self.options.schedule.weight_at(step.index)
         if weight == 0:
             return views
+        options, denoiser = self.options, step.denoiser
+        held = None
+        if options.hold_output:
+            with torch.no_grad():
+                held = denoiser.output(views, step.t)
+            step.cache["output"] = held
         views = views.clone()
-        with step.denoiser.backbone.gradient_checkpointing(self.options.checkpointing):
+        loss = options.perceptual()
+        with denoiser.backbone.gradient_checkpointing(options.checkpointing):
             for rows, n_windows, anchor in self.groups:
 
                 def to_image(x: torch.Tensor, local: torch.Tensor, rows: torch.Tensor = rows) -> torch.Tensor:
-                    return step.denoiser.images(x, rows[local.to(rows.device)], step.t)
+                    stack_rows = rows[local.to(rows.device)]
+                    if held is None and options.decoder is None:
+                        return denoiser.images(x, stack_rows, step.t)
+                    output = held[stack_rows] if held is not None else denoiser.predict(x, step.t, stack_rows)
+                    return self.decode(denoiser, denoiser.x0(x, output, step.t))
 
-                options = self.options
-                views[rows] = synchronize(
-                    views[rows], n_windows, anchor, to_image, options.loss, weight, options.batch_size
-                )
+                views[rows] = synchronize(views[rows], n_windows, anchor, to_image, loss, weight, options.batch_size)
         return views
+
+    def decode(self, denoiser: WindowDenoiser, x0: torch.Tensor) -> torch.Tensor:
+        """x0 latents decoded in [0, 1] by the gradient-path decoder (the backbone's when none is set)."""
+        if self.options.decoder is None:
+            return denoiser.backbone.decode(x0)
+        return vae_decode(self.options.decoder, x0, 0, denoiser.backbone.vae_scale)
 
 
 @dataclass

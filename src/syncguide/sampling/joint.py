@@ -56,7 +56,7 @@ def sample_joint(
         for hook in hooks:
             views = hook.before_predict(step, views)
         with torch.no_grad():
-            out = denoiser.output(views, t)
+            out = step.cache["output"] if "output" in step.cache else denoiser.output(views, t)
             for hook in hooks:
                 out = hook.after_predict(step, views, out)
             x0 = fuse(denoiser.x0(views, out, t), plan.windows, latents.shape, plan.weights) if denoised else None
