@@ -121,3 +121,24 @@ def test_the_loss_size_shrinks_the_longer_side_and_never_enlarges() -> None:
         from syncguide.settings import PanoramaSettings
 
         PanoramaSettings(sync_loss_size=4)
+
+
+def test_cli_fast_mode_with_a_sync_decoder_and_its_errors(tiny_dir, tmp_path, capsys) -> None:
+    from syncguide.cli.main import main
+    from syncguide.pngmeta import read_parameters
+
+    good, wrong = tmp_path / "taesd", tmp_path / "taesd16"
+    tiny_decoder().save_pretrained(good)
+    tiny_decoder(16).save_pretrained(wrong)
+    base = ["panorama", "a photo", "--model", str(tiny_dir), "--height", "64", "--width", "128", "--steps", "2"]
+    base += ["--perceptual", "lpips-random", "--sync-mode", "fast"]
+    out = tmp_path / "p.png"
+    assert main([*base, "--sync-decoder", str(good), "--out", str(out)]) == 0
+    stored = read_parameters(out)
+    assert stored["sync_mode"] == "fast" and stored["sync_decoder"] == str(good)
+    capsys.readouterr()
+    for decoder, named in ((wrong, "16-channel"), (tmp_path / "missing", "does not exist"), (tiny_dir, "config")):
+        code = main([*base, "--sync-decoder", str(decoder), "--out", str(tmp_path / "q.png")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "--sync-decoder" in err and named in err, err
+        assert not (tmp_path / "q.png").exists()

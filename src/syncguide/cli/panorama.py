@@ -36,6 +36,7 @@ from syncguide.cli.options import seed
 from syncguide.cli.recall import add_from_option
 from syncguide.errors import SettingError, UsageError
 from syncguide.guidance.perceptual import lpips_vgg
+from syncguide.hub import HUB_ID, check_hub
 from syncguide.metrics.reference_networks import load_lpips
 from syncguide.models import families
 from syncguide.models.flux import DEFAULT_WINDOW as DEFAULT_FLUX_WINDOW
@@ -71,6 +72,7 @@ class PanoramaJob:
     semantic_guidance: Any
     parameters: dict[str, Any]
     memory_check: bool = True
+    sync_decoder: torch.nn.Module | None = None
 
     def call_arguments(self) -> dict[str, Any]:
         """The keyword arguments of the pipeline call other than the prompt or layout."""
@@ -80,6 +82,7 @@ class PanoramaJob:
             "perceptual_loss": self.perceptual_loss,
             "semantic_guidance": self.semantic_guidance,
             "memory_check": self.memory_check,
+            "sync_decoder": self.sync_decoder,
         }
 
 
@@ -119,6 +122,12 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
         type=Path,
         help="torchvision VGG16 state dict for the lpips-vgg loss (default: torchvision's cache,"
         " $TORCH_HOME/hub/checkpoints/vgg16-397923af.pth)",
+    )
+    p.add_argument(
+        "--sync-decoder",
+        help="decoder for the sync gradient path only: a diffusers AutoencoderTiny directory or hub id for the model's"
+        " latents (madebyollin/taesd for SD 1/2, taesdxl, taesd3, taef1), or demo-tiny-decoder; the final image"
+        " still uses the full VAE (default: none; demo-tiny-decoder with --sync-mode fast on the demo model)",
     )
     add_guidance_options(p, "1e3, content 1e4, style 1e4")
     p.add_argument(
@@ -188,6 +197,8 @@ def prepare(
     if args.lpips_weights is not None and perceptual != "lpips-vgg":
         raise UsageError(f"--lpips-weights: only the lpips-vgg sync loss uses it; this run's is {perceptual}")
     loss = perceptual_loss(perceptual, device, args.lpips_weights) if settings.syncs else None
+    decoder_name = args.sync_decoder or (DEMO_DECODER if demo and settings.sync_mode == "fast" else None)
+    decoder = sync_decoder(decoder_name, device, DTYPES[args.dtype]) if decoder_name and settings.syncs else None
     pipe = _pipeline(model, args, geometry.scheduler_name, device, pipelines)
     image_size = geometry.window * geometry.scale
     semantic = _semantic_guidance(args, demo, image_size, device) if wants_guidance(args) else None
@@ -198,13 +209,14 @@ def prepare(
         "method": args.method,
         **settings.to_parameters(layout),
         "perceptual": perceptual,
+        **({"sync_decoder": decoder_name} if decoder is not None else {}),
         "scheduler": geometry.scheduler_name,
         "dtype": args.dtype,
         **(guidance_parameters(args) if semantic is not None else {}),
         "device": str(device),
         "syncguide": __version__,
     }
-    return PanoramaJob(pipe, args.prompt, settings, args.seed, loss, semantic, params, args.memory_check)
+    return PanoramaJob(pipe, args.prompt, settings, args.seed, loss, semantic, params, args.memory_check, decoder)
 
 
 def _model(spec: str | None, quiet: bool) -> tuple[str, bool]:
@@ -398,6 +410,39 @@ def vgg16_weights() -> tuple[str, Path]:
 
     url = VGG16_Weights.IMAGENET1K_V1.url
     return url, Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+DEMO_DECODER = "demo-tiny-decoder"
+"""The demo world's AutoencoderTiny for the demo VAE's latents (fast sync's default on the demo model)."""
+
+
+def sync_decoder(spec: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """The ``--sync-decoder`` ``spec`` loaded: a registered name (``demo-tiny-decoder``), a local directory or a
+    hub id of a diffusers ``AutoencoderTiny`` (or ``AutoencoderKL``); UsageError naming the option otherwise."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    if registry.registered("model", spec):
+        spec = str(_resolve("model", spec, "--sync-decoder"))
+    local = Path(spec).expanduser()
+    if local.exists():
+        config = local / "config.json"
+        try:
+            name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
+        except (OSError, ValueError, AttributeError):
+            raise UsageError(f"--sync-decoder: {spec} has no readable config.json of a diffusers decoder") from None
+        if name not in ("AutoencoderTiny", "AutoencoderKL"):
+            raise UsageError(f"--sync-decoder: {spec} is a {name}; expected an AutoencoderTiny (TAESD) directory")
+    elif not HUB_ID.match(spec) or spec.startswith((".", "~")):
+        raise UsageError(f"--sync-decoder: {spec} does not exist (give a local directory or a hub id like org/name)")
+    else:
+        check_hub(spec, "sync_decoder", "config.json")
+    cls = AutoencoderKL if local.exists() and name == "AutoencoderKL" else AutoencoderTiny
+    try:
+        decoder = cls.from_pretrained(str(local) if local.exists() else spec)
+    except Exception as error:  # any loading failure is bad input, in one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--sync-decoder: cannot load {spec}: {first}") from None
+    return decoder.to(device, dtype).eval().requires_grad_(False)
 
 
 def _resolve(kind: str, name: str, option: str, *args: Any) -> Any:
