@@ -12,7 +12,12 @@ from syncguide import SyncDiffusionPipeline
 from syncguide.guidance.perceptual import lpips_vgg
 from syncguide.models.tiny import save_tiny_pipeline
 
-torch.set_num_threads(int(os.environ.get("SYNCGUIDE_TEST_THREADS", "2")))  # 1 beside a training run
+# One torch thread per test process (pytest-xdist runs one process per core), and for the CLI subprocesses the
+# tests start: on a shared 2-core machine two OpenMP threads per process spin against each other (and against
+# anyone else's job) and the tiny models run several times slower than on one thread.
+THREADS = int(os.environ.get("SYNCGUIDE_TEST_THREADS", "1"))
+torch.set_num_threads(THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 
 @pytest.fixture(scope="session")
