@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,14 +47,25 @@ def write_references(directory: Path, n: int = 6) -> Path:
     return directory
 
 
-@pytest.fixture
-def panorama_dir(tmp_path: Path) -> Path:
-    return write_panoramas(tmp_path / "panoramas")
+@pytest.fixture(scope="session")
+def _panorama_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_panoramas(tmp_path_factory.mktemp("eval-inputs") / "panoramas")
+
+
+@pytest.fixture(scope="session")
+def _reference_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_references(tmp_path_factory.mktemp("eval-inputs") / "references")
 
 
 @pytest.fixture
-def reference_dir(tmp_path: Path) -> Path:
-    return write_references(tmp_path / "references")
+def panorama_dir(tmp_path: Path, _panorama_template: Path) -> Path:
+    """:func:`write_panoramas`'s files, rendered once per session and copied: each test may change its own."""
+    return Path(shutil.copytree(_panorama_template, tmp_path / "panoramas"))
+
+
+@pytest.fixture
+def reference_dir(tmp_path: Path, _reference_template: Path) -> Path:
+    return Path(shutil.copytree(_reference_template, tmp_path / "references"))
 
 
 @pytest.fixture(scope="session")
@@ -61,11 +74,17 @@ def accelerate_launch():
     return launch
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def launch(args: list[str], cwd: Path, processes: int = 2, **popen) -> subprocess.Popen:
     """``accelerate launch --multi_gpu --num_processes N -m syncguide.cli.main ARGS`` (CPU: gloo), 1 thread each."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes)]
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", str(29500 + os.getpid() % 1000)]
+    command += ["--main_process_port", str(_free_port())]  # pytest-xdist workers may launch at the same time
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
         [*command, "-m", "syncguide.cli.main", *args],
