@@ -241,13 +241,16 @@ def test_sampling_that_overflows_stops_naming_the_step(pipe, random_lpips, tiny_
     assert not out.exists()
 
 
-def test_lpips_vgg_offline_without_its_weights_is_one_line_before_loading(tiny_dir, tmp_path) -> None:
-    argv = [sys.executable, "-m", "syncguide.cli.main", "panorama", "a", "--model", str(tiny_dir), "--height", "64"]
+def test_lpips_vgg_offline_without_its_weights_is_one_line_before_loading(
+    tiny_dir, tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # in-process: the exit status and stderr are main()'s
+    argv = ["panorama", "a", "--model", str(tiny_dir), "--height", "64"]
     argv += ["--width", "128", "--stride", "4", "--steps", "2", "--out", str(tmp_path / "x.png")]
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 2
-    err = done.stderr.strip()
+    assert run_cli(argv) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    err = captured.err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("syncguide panorama: error: --perceptual: lpips-vgg needs")
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth") in err and "--lpips-weights" in err
     assert not (tmp_path / "x.png").exists()
