@@ -220,13 +220,16 @@ def _files(directory: Path) -> list[str]:
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize(
-    ("sig", "status", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
-)
 def test_a_signal_mid_batch_is_one_line_leaves_no_partial_file_and_the_rerun_finishes_the_rest(
-    tiny_dir: Path, tmp_path: Path, capsys, sig: int, status: int, word: str
+    tiny_dir: Path, tmp_path: Path, capsys
 ) -> None:
-    """Three items; the signal comes while the second (the slow one) is sampling, after the first is written."""
+    """Three items; the signal comes while the second (the slow one) is sampling, after the first is written.
+
+    SIGTERM only: in batch both signals take one path (the KeyboardInterrupt that main() raises for SIGTERM too;
+    batch.signals_deferred treats them alike). SIGINT's 130 and the handlers main() restores are tested by
+    test_reliability's panorama signal test and test_an_interrupt_during_a_write_waits_until_the_file_is_complete.
+    """
+    sig, status, word = signal.SIGTERM, 143, "terminated"
     lines = [_item("p/0.png"), _item("p/1.png"), _item("p/2.png")]
     lines[1]["args"] = _args("--seed", "1", steps="25")
     manifest = _write(tmp_path / "m.jsonl", lines, tiny_dir)
