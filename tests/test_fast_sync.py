@@ -33,7 +33,7 @@ def tiny_decoder(channels: int = 4) -> AutoencoderTiny:
 
 def _run(pipe, loss, **kwargs) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
-    return pipe(PROMPT, generator=generator, perceptual_loss=loss, sync_weight=20.0, **{**ARGS, **kwargs}).images
+    return pipe(PROMPT, generator=generator, perceptual_loss=loss, **{**ARGS, "sync_weight": 20.0, **kwargs}).images
 
 
 def test_the_fast_code_path_with_every_approximation_off_is_the_exact_method(pipe, random_lpips) -> None:
@@ -142,3 +142,33 @@ def test_cli_fast_mode_with_a_sync_decoder_and_its_errors(tiny_dir, tmp_path, ca
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and "--sync-decoder" in err and named in err, err
         assert not (tmp_path / "q.png").exists()
+
+
+def test_live_previews_come_every_k_steps_through_the_tiny_decoder(pipe, random_lpips) -> None:
+    seen = []
+    decoder = tiny_decoder()
+    with Counter(pipe.vae, "decode") as vae, Counter(decoder, "decode") as tiny:
+        _run(
+            pipe,
+            random_lpips,
+            sync_weight=0.0,
+            sync_decoder=decoder,
+            output_type="pt",
+            num_inference_steps=5,
+            preview=lambda i, images: seen.append((i, images[0].size)),
+            preview_every=2,
+        )
+    assert seen == [(1, (192, 64)), (3, (192, 64)), (4, (192, 64))]  # steps 2, 4 and the last
+    assert tiny.calls == 3 and vae.calls == 1  # previews by the tiny decoder, the final image by the VAE
+    with pytest.raises(SettingError, match="preview_every"):
+        _run(pipe, random_lpips, preview=print, preview_every=0)
+
+
+def test_cli_preview_writes_each_previewed_step(tiny_dir, tmp_path) -> None:
+    from syncguide.cli.main import main
+
+    argv = ["panorama", "a photo", "--model", str(tiny_dir), "--height", "64", "--width", "128", "--steps", "4"]
+    previews = tmp_path / "previews"
+    argv += ["--method", "multidiffusion", "--preview", str(previews), "--preview-every", "2"]
+    assert main([*argv, "--out", str(tmp_path / "p.png")]) == 0
+    assert sorted(p.name for p in previews.iterdir()) == ["step_002.png", "step_004.png"]

@@ -33,7 +33,7 @@ from syncguide.guidance.semantic import Guidance
 from syncguide.layout import Layout
 from syncguide.models import families
 from syncguide.models.backbone import Backbone, Conditioning
-from syncguide.models.sd import StableDiffusionBackbone
+from syncguide.models.sd import StableDiffusionBackbone, vae_decode
 from syncguide.sampling.denoiser import WindowDenoiser
 from syncguide.sampling.hooks import (
     Bootstrap,
@@ -77,6 +77,8 @@ class _Call:
     semantic_guidance: Guidance | None
     memory_check: bool = True
     sync_decoder: torch.nn.Module | None = None
+    preview: Callable[[int, list[PIL.Image.Image]], None] | None = None
+    preview_every: int = 5
 
 
 class SyncDiffusionPipeline(DiffusionPipeline):
@@ -195,6 +197,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         semantic_guidance: Guidance | None = None,
         memory_check: bool = True,
         sync_decoder: torch.nn.Module | None = None,
+        preview: Callable[[int, list[PIL.Image.Image]], None] | None = None,
+        preview_every: int = 5,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate panoramas.
@@ -217,6 +221,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             sync_decoder: a decoder for SyncDiffusion's gradient path only (and the anchor's target), e.g. diffusers'
                 ``AutoencoderTiny`` (TAESD: taesd, taesdxl, taesd3, taef1) for this model's latents; the final image
                 is still decoded by the full VAE. Its latent channels must be the model's.
+            preview, preview_every: live previews: ``preview(i, images)`` gets the fused x0 prediction of step i
+                as PIL images every ``preview_every`` steps and at the last, decoded by ``sync_decoder`` when given
+                (a tiny decoder: nearly free), else the VAE.
             memory_check: estimate the memory the run needs first (:mod:`syncguide.memory`) and raise
                 :class:`~syncguide.errors.OutOfMemory` (a MemoryError saying which settings shrink it) where it
                 clearly exceeds what the device has free; an out-of-memory error while sampling raises the same.
@@ -243,6 +250,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             semantic_guidance,
             memory_check,
             sync_decoder,
+            preview,
+            preview_every,
         )
         return self._generate([cond], None, settings, call)
 
@@ -261,6 +270,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         semantic_guidance: Guidance | None = None,
         memory_check: bool = True,
         sync_decoder: torch.nn.Module | None = None,
+        preview: Callable[[int, list[PIL.Image.Image]], None] | None = None,
+        preview_every: int = 5,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate images from a layout: a background prompt plus (prompt, mask) regions (region MultiDiffusion).
@@ -300,6 +311,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             semantic_guidance,
             memory_check,
             sync_decoder,
+            preview,
+            preview_every,
         )
         return self._generate(conds, layout, settings, call)
 
@@ -346,6 +359,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         self, conds: list[Conditioning], layout: Layout | None, settings: PanoramaSettings, call: _Call
     ) -> PanoramaOutput | tuple:
         """Sample the canvas of ``conds`` (one per prompt of ``layout``; one for a plain panorama) and decode it."""
+        if isinstance(call.preview_every, bool) or not isinstance(call.preview_every, int) or call.preview_every < 1:
+            raise SettingError("preview_every", f"must be an integer >= 1; got {call.preview_every!r}")
         device = self._execution_device
         window, size, windows = _canvas(self.backbone, settings)
         backbone = self.make_backbone(settings, (size[0] * self.backbone.vae_scale, size[1] * self.backbone.vae_scale))
@@ -370,6 +385,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         callback = None
         if call.callback_on_step_end is not None:
             callback = self._wrap_callback(call.callback_on_step_end, call.tensor_inputs)
+        if call.preview is not None:
+            decoder = call.sync_decoder or getattr(backbone, "decoder", None) or backbone.vae
+            callback = _previewing(callback, call, decoder, backbone.vae_scale, wrap, settings.num_inference_steps)
         with _reporting_out_of_memory(device):
             latents = sample_joint(
                 denoiser,
@@ -377,7 +395,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 plan,
                 hooks,
                 callback,
-                denoised="denoised" in call.tensor_inputs,
+                denoised="denoised" in call.tensor_inputs or call.preview is not None,
                 progress=lambda steps: self._labelled_progress(steps, _label(settings, layout)),
                 generator=_first(call.generator),
                 eta=settings.eta,
@@ -495,6 +513,25 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             return images
         array = VaeImageProcessor.pt_to_numpy(images.float().cpu())
         return array if output_type == "np" else VaeImageProcessor.numpy_to_pil(array)
+
+
+def _previewing(
+    callback: StepCallback | None, call: _Call, decoder: torch.nn.Module, scale: int, wrap: int, steps: int
+) -> StepCallback:
+    """``callback`` (may be None) plus live previews: every ``call.preview_every`` steps and at the last, the fused
+    x0 prediction decoded by ``decoder`` (the tiny sync decoder when given: cheap) goes to ``call.preview(i,
+    images)`` as PIL images; the user's callback still sees ``denoised`` only if it asked for it."""
+
+    def step(i: int, t: torch.Tensor, latents: torch.Tensor, denoised: torch.Tensor | None) -> torch.Tensor | None:
+        if denoised is not None and ((i + 1) % call.preview_every == 0 or i + 1 == steps):
+            with torch.no_grad():
+                images = vae_decode(decoder, denoised.to(decoder.dtype), wrap, scale)
+            call.preview(i, VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(images.float().cpu())))
+        if callback is None:
+            return None
+        return callback(i, t, latents, denoised if "denoised" in call.tensor_inputs else None)
+
+    return step
 
 
 def _checked_decoder(decoder: torch.nn.Module | None, backbone: Backbone) -> torch.nn.Module | None:

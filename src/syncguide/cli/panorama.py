@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import io
 import json
 import sys
 import time
@@ -21,6 +22,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, SD3Transf
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide import __version__, registry
+from syncguide.atomic import write_atomic
 from syncguide.cli.guidance_args import (
     add_guidance_options,
     build_guidance,
@@ -30,7 +32,7 @@ from syncguide.cli.guidance_args import (
     load_guidance_clip,
     wants_guidance,
 )
-from syncguide.cli.io import check_output, save_png
+from syncguide.cli.io import check_output, check_output_dir, save_png
 from syncguide.cli.loading import check_model, load_pipeline, resolve_device
 from syncguide.cli.options import seed
 from syncguide.cli.recall import add_from_option
@@ -73,6 +75,8 @@ class PanoramaJob:
     parameters: dict[str, Any]
     memory_check: bool = True
     sync_decoder: torch.nn.Module | None = None
+    preview: Path | None = None
+    preview_every: int = 5
 
     def call_arguments(self) -> dict[str, Any]:
         """The keyword arguments of the pipeline call other than the prompt or layout."""
@@ -83,6 +87,8 @@ class PanoramaJob:
             "semantic_guidance": self.semantic_guidance,
             "memory_check": self.memory_check,
             "sync_decoder": self.sync_decoder,
+            "preview": None if self.preview is None else functools.partial(write_preview, self.preview),
+            "preview_every": self.preview_every,
         }
 
 
@@ -123,6 +129,13 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
         help="torchvision VGG16 state dict for the lpips-vgg loss (default: torchvision's cache,"
         " $TORCH_HOME/hub/checkpoints/vgg16-397923af.pth)",
     )
+    p.add_argument(
+        "--preview",
+        type=Path,
+        help="directory for live previews: step_NNN.png, the x0 prediction every --preview-every steps (decoded by"
+        " --sync-decoder when given: nearly free)",
+    )
+    p.add_argument("--preview-every", type=int, default=5, help="steps between previews, >= 1 (default 5)")
     p.add_argument(
         "--sync-decoder",
         help="decoder for the sync gradient path only: a diffusers AutoencoderTiny directory or hub id for the model's"
@@ -188,6 +201,10 @@ def prepare(
     given = given_settings(args, layout)
     check_guidance_options(args)
     check_output(args.out, args.overwrite)
+    if args.preview is not None:
+        check_output_dir(args.preview, "--preview")
+    if args.preview_every < 1:
+        raise UsageError(f"--preview-every: must be >= 1; got {args.preview_every}")
     device = resolve_device(args.device)
     model, demo = _model(args.model, quiet)
     perceptual = args.perceptual if args.perceptual != "auto" else ("demo-clip" if demo else "lpips-vgg")
@@ -216,7 +233,19 @@ def prepare(
         "device": str(device),
         "syncguide": __version__,
     }
-    return PanoramaJob(pipe, args.prompt, settings, args.seed, loss, semantic, params, args.memory_check, decoder)
+    return PanoramaJob(
+        pipe,
+        args.prompt,
+        settings,
+        args.seed,
+        loss,
+        semantic,
+        params,
+        args.memory_check,
+        decoder,
+        args.preview,
+        args.preview_every,
+    )
 
 
 def _model(spec: str | None, quiet: bool) -> tuple[str, bool]:
@@ -410,6 +439,17 @@ def vgg16_weights() -> tuple[str, Path]:
 
     url = VGG16_Weights.IMAGENET1K_V1.url
     return url, Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def write_preview(directory: Path, step: int, images: list) -> None:
+    """Write the preview of ``step`` to ``directory/step_NNN.png`` (one file per image: ``step_NNN_K.png``),
+    atomically, replacing the previous run's file of that step."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for k, image in enumerate(images):
+        name = f"step_{step + 1:03d}.png" if len(images) == 1 else f"step_{step + 1:03d}_{k}.png"
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        write_atomic(directory / name, buffer.getvalue(), overwrite=True)
 
 
 DEMO_DECODER = "demo-tiny-decoder"
