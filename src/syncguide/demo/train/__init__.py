@@ -14,10 +14,13 @@ RECIPES = {
     "vae-decoder": "fine-tune only the VAE's decoder (for PSNR); the latents, and so the demo SD, stay valid",
     "sd": "tiny Stable Diffusion: a UNet trained on the demo VAE's latents and the demo CLIP's frozen text tower",
     "ddpm": "tiny pixel-space unconditional DDPM (32 x 32)",
+    "tiny-decoder": (
+        "AutoencoderTiny decoder distilled from the demo VAE's decoder (fast sync mode's gradient-path decoder)"
+    ),
 }
 
 
-FUNCTIONS = {"vae-decoder": ("vae", "finetune_decoder")}
+FUNCTIONS = {"vae-decoder": ("vae", "finetune_decoder"), "tiny-decoder": ("tiny_decoder", "train")}
 
 
 def recipe(name: str) -> Callable:
