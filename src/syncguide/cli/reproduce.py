@@ -15,6 +15,7 @@ from typing import Any
 from syncguide.cli.options import command_line, settings_from
 from syncguide.cli.panorama import DTYPES, PERCEPTUAL
 from syncguide.errors import UsageError
+from syncguide.settings import SYNC_MODES
 
 
 def add_parser(sub: Any) -> None:
@@ -29,6 +30,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, help="denoising steps (default: panorama's)")
     p.add_argument(
         "--perceptual", choices=PERCEPTUAL, default="auto", help="sync loss (see syncguide panorama; default auto)"
+    )
+    p.add_argument(
+        "--sync-mode",
+        choices=SYNC_MODES,
+        default="exact",
+        help="SyncDiffusion's gradient (see syncguide panorama; default exact); another mode needs a new --out",
     )
     p.add_argument("--networks", choices=("auto", "demo", "real"), default="auto", help="metric networks")
     for option in ("--lpips-weights", "--vgg19-weights", "--inception-weights"):

@@ -30,7 +30,7 @@ from syncguide.hub import check_model
 from syncguide.metrics.networks import REAL
 from syncguide.scaleout import Item, existing_ancestor, process_state, read_manifest, write_manifest
 from syncguide.schedulers import check_steps, make_scheduler
-from syncguide.settings import MAX_SIDE
+from syncguide.settings import MAX_SIDE, SYNC_MODES
 
 DEMO_PROMPTS = ("a photo of mountains", "a landscape by a lake", "a photo of hills with trees")
 """Prompts that leave the demo world's global attributes (time of day, season) open."""
@@ -63,6 +63,11 @@ class ReproduceSettings:
         steps: denoising steps, >= 1 and as many as DDIM can run on the model's schedule (None: the panorama
             command's default).
         perceptual: the sync loss (as ``syncguide panorama --perceptual``).
+        sync_mode: SyncDiffusion's gradient, one of ``SYNC_MODES`` (as ``syncguide panorama --sync-mode``):
+            ``exact`` or ``fast`` (on the demo model fast decodes the gradient path with ``demo-tiny-decoder``).
+            Only the SyncDiffusion items (w0 > 0) get it, and only when fast: the exact items stay those of
+            earlier runs, and a fast run's manifest differs from an exact one's, so a rerun in the same
+            directory with the other mode is refused (as any other changed setting).
         dtype, device: as ``syncguide panorama --dtype`` / ``--device`` (names, put into the items).
         networks: the metric networks (:class:`~syncguide.evaluation.run.NetworkSettings`).
         command_line: the command that asked for this, recorded in the README.
@@ -77,6 +82,7 @@ class ReproduceSettings:
     width: int | None = None
     steps: int | None = None
     perceptual: str = "auto"
+    sync_mode: str = "exact"
     dtype: str = "float32"
     device: str = "auto"
     networks: NetworkSettings = field(default_factory=NetworkSettings)
@@ -116,7 +122,7 @@ def reproduce(
         strip(items, settings.out / "panoramas", settings.out / "strip.png", prompts[0], min(settings.seeds, 4))
         seconds = time.perf_counter() - start
         counts = {"seeds": settings.seeds, "n_prompts": len(prompts), "processes": state.num_processes}
-        write_readme(settings.out, settings.command_line, results, seconds, **counts)
+        write_readme(settings.out, settings.command_line, results, seconds, sync_mode=settings.sync_mode, **counts)
     return results
 
 
@@ -139,6 +145,8 @@ def check_settings(settings: ReproduceSettings) -> list[str]:
         raise SettingError("width", f"must be in 1 .. {MAX_SIDE} pixels; got {settings.width}")
     if settings.steps is not None and settings.steps < 1:
         raise SettingError("steps", f"must be >= 1; got {settings.steps}")
+    if settings.sync_mode not in SYNC_MODES:
+        raise SettingError("sync_mode", f"must be one of {', '.join(SYNC_MODES)}; got {settings.sync_mode!r}")
     if settings.device != "auto":
         resolve_device(settings.device)
     check_networks(settings)
@@ -214,12 +222,12 @@ def plan(settings: ReproduceSettings, prompts: list[str], window: int) -> list[I
     common += ["--steps", str(settings.steps)] if settings.steps is not None else []
     width = ["--width", str(settings.width or 6 * window)]  # the paper: 6 non-overlapping window-size crops
     n_references = settings.references if settings.references is not None else 2 * settings.seeds
+    mode = ["--sync-mode", settings.sync_mode] if settings.sync_mode != "exact" else []  # exact: panorama's default
     items = []
     for p, prompt in enumerate(prompts):
         for w in settings.weights:
-            method = (
-                ["--method", "multidiffusion"] if w == 0 else ["--method", "syncdiffusion", "--sync-weight", f"{w:g}"]
-            )
+            sync = ["--method", "syncdiffusion", "--sync-weight", f"{w:g}", *mode]
+            method = ["--method", "multidiffusion"] if w == 0 else sync
             items += [
                 Item(
                     f"panoramas/{method_file_name(w)}-p{p:02d}-s{seed:04d}.png",

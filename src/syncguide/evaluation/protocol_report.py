@@ -50,18 +50,26 @@ def launch_command(command: str, processes: int) -> str:
 
 
 def write_readme(
-    out: Path, command: str, results: dict[str, Any], seconds: float, *, seeds: int, n_prompts: int, processes: int = 1
+    out: Path,
+    command: str,
+    results: dict[str, Any],
+    seconds: float,
+    *,
+    seeds: int,
+    n_prompts: int,
+    processes: int = 1,
+    sync_mode: str = "exact",
 ) -> Path:
-    """``out/README.md``: the command, how long it took, the table (``out/eval/results.md``), the pictures and the
-    networks."""
+    """``out/README.md``: the command, how long it took, the SyncDiffusion sync mode, the table
+    (``out/eval/results.md``), the pictures and the networks."""
     command = launch_command(command, processes)
     table = (out / "eval" / "results.md").read_text()
     text = f"""# SyncDiffusion's protocol: reproduction
 
 Command: `{command}` ({seconds / 60:.1f} min for the work this run did; a rerun skips finished items).
 
-{len(results.get("methods", {}))} methods x {seeds} seeds x {n_prompts} prompts; \
-references: {results.get("n_references", 0)} window-size images from the same model and prompts.
+{len(results.get("methods", {}))} methods x {seeds} seeds x {n_prompts} prompts; SyncDiffusion sync mode: \
+{sync_mode}; references: {results.get("n_references", 0)} window-size images from the same model and prompts.
 
 {table}
 Pictures: `strip.png` (first prompt, the same seeds for every method), `eval/metrics.png` (every metric per
