@@ -33,7 +33,8 @@ from syncguide.guidance.semantic import Guidance
 from syncguide.layout import Layout
 from syncguide.models import families
 from syncguide.models.backbone import Backbone, Conditioning
-from syncguide.models.sd import StableDiffusionBackbone, vae_decode
+from syncguide.models.latent import vae_decode
+from syncguide.models.sd import StableDiffusionBackbone
 from syncguide.sampling.denoiser import WindowDenoiser
 from syncguide.sampling.hooks import (
     Bootstrap,

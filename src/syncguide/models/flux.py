@@ -14,8 +14,6 @@ from the window's token count, as diffusers' ``FluxPipeline`` computes it for an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,31 +23,17 @@ from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_tim
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel
 
-from syncguide.models.backbone import Conditioning, x0_from_output
-from syncguide.models.sd import EMBEDS, vae_decode, vae_encode, warn_if_cut
+from syncguide.models.backbone import Conditioning
+from syncguide.models.latent import EMBEDS, LatentModel
+from syncguide.models.sd import warn_if_cut
 
 POOLED = "pooled_prompt_embeds"
 DEFAULT_WINDOW = 128
 """diffusers' ``FluxPipeline.default_sample_size``: 128 latent pixels (1024 px)."""
 
 
-@contextmanager
-def checkpointing(modules: list[torch.nn.Module], enabled: bool) -> Iterator[None]:
-    """Within the block, gradient checkpointing of ``modules`` if ``enabled`` (restored after)."""
-    modules = modules if enabled else []
-    before = [m.is_gradient_checkpointing for m in modules]
-    for module in modules:
-        module.enable_gradient_checkpointing()
-    try:
-        yield
-    finally:
-        for module, was in zip(modules, before, strict=True):
-            if not was:
-                module.disable_gradient_checkpointing()
-
-
 @dataclass
-class FluxBackbone:
+class FluxBackbone(LatentModel):
     """A FLUX.1 model seen as a :class:`~syncguide.models.backbone.Backbone` (see the module docstring).
 
     Conditioning rows: ``prompt_embeds`` ``(B, max_sequence_length, 4096)`` (T5) and ``pooled_prompt_embeds``
@@ -74,24 +58,14 @@ class FluxBackbone:
         return self.window_size
 
     @property
-    def vae_scale(self) -> int:
-        """Pixels per latent pixel (8 for FLUX.1's VAE)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+    def denoiser(self) -> torch.nn.Module:
+        """The transformer."""
+        return self.transformer
 
     @property
     def latent_channels(self) -> int:
         """Channels of the unpacked latent canvas (16 for FLUX.1): the transformer's input over 2x2 packing."""
         return int(self.transformer.config.in_channels) // 4
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The transformer's dtype, in which latents are kept (``FluxPipeline`` draws its noise in the T5
-        encoder's, the same in any usual set-up)."""
-        return self.transformer.dtype
-
-    def gradient_checkpointing(self, enabled: bool) -> AbstractContextManager[None]:
-        """Within the block, checkpoint the transformer's and VAE's blocks if ``enabled``."""
-        return checkpointing([self.transformer, self.vae], enabled)
 
     def _reference(self) -> FluxPipeline:
         return FluxPipeline(
@@ -169,23 +143,10 @@ class FluxBackbone:
             out = negative + self.true_cfg_scale * (out - negative)
         return FluxPipeline._unpack_latents(out, h * self.vae_scale, w * self.vae_scale, self.vae_scale)
 
-    def x0(self, scheduler: SchedulerMixin, x: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x0 = x_t - sigma_t * v (:func:`~.backbone.x0_from_output`); differentiable."""
-        return x0_from_output(scheduler, x, output, t)
-
     def set_timesteps(self, scheduler: SchedulerMixin, steps: int, device: torch.device, window: int) -> None:
         """``FluxPipeline``'s timesteps for one window: sigmas from 1 to 1/steps, shifted by ``mu`` of the window's
         token count (``(window/2)^2``)."""
         set_flow_timesteps(scheduler, steps, device, (window // 2) ** 2, sigmas=True, max_shift=1.15)
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Latents ``(B, 16, h, w)`` of images ``(B, 3, 8h, 8w)`` in [0, 1] (posterior mean, shifted, scaled)."""
-        return vae_encode(self.vae, images)
-
-    def decode(self, latents: torch.Tensor, wrap: int = 0) -> torch.Tensor:
-        """Images in [0, 1] from unpacked latents ``(B, 16, h, w)``; differentiable."""
-        return vae_decode(self.decoder or self.vae, latents, wrap, self.vae_scale)
 
 
 def set_flow_timesteps(

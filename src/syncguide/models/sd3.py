@@ -9,7 +9,6 @@ latents are ``(B, 16, H/8, W/8)`` with the VAE's shift and scale; x0 = x_t - sig
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -17,15 +16,16 @@ from diffusers import AutoencoderKL, SD3Transformer2DModel, StableDiffusion3Pipe
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
-from syncguide.models.backbone import Conditioning, x0_from_output
-from syncguide.models.flux import checkpointing, set_flow_timesteps
-from syncguide.models.sd import EMBEDS, vae_decode, vae_encode, warn_if_cut
+from syncguide.models.backbone import Conditioning
+from syncguide.models.flux import set_flow_timesteps
+from syncguide.models.latent import EMBEDS, LatentModel, pooled_rows
+from syncguide.models.sd import warn_if_cut
 
 POOLED = "pooled_prompt_embeds"
 
 
 @dataclass
-class SD3Backbone:
+class SD3Backbone(LatentModel):
     """An SD3 / SD3.5 model seen as a :class:`~syncguide.models.backbone.Backbone` (see the module docstring)."""
 
     vae: AutoencoderKL
@@ -46,23 +46,14 @@ class SD3Backbone:
         return int(self.transformer.config.sample_size)
 
     @property
-    def vae_scale(self) -> int:
-        """Pixels per latent pixel (8)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+    def denoiser(self) -> torch.nn.Module:
+        """The transformer."""
+        return self.transformer
 
     @property
     def latent_channels(self) -> int:
         """The transformer's input channels (16)."""
         return int(self.transformer.config.in_channels)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The transformer's dtype, in which latents are kept."""
-        return self.transformer.dtype
-
-    def gradient_checkpointing(self, enabled: bool) -> AbstractContextManager[None]:
-        """Within the block, checkpoint the transformer's and VAE's blocks if ``enabled``."""
-        return checkpointing([self.transformer, self.vae], enabled)
 
     def _reference(self) -> StableDiffusion3Pipeline:
         return StableDiffusion3Pipeline(
@@ -90,7 +81,7 @@ class SD3Backbone:
         if prompt_embeds is not None or negative_prompt_embeds is not None:
             raise ValueError("prompt_embeds: SD3 also needs pooled embeddings; pass the prompt text instead")
         warn_if_cut(self.tokenizer, prompts + (negatives or []))
-        embeds, negative, pooled, negative_pooled = self._reference().encode_prompt(
+        encoded = self._reference().encode_prompt(
             prompt=prompts,
             prompt_2=None,
             prompt_3=None,
@@ -100,11 +91,7 @@ class SD3Backbone:
             negative_prompt=negatives,
             max_sequence_length=self.max_sequence_length,
         )
-        cond = {EMBEDS: embeds.to(self.dtype), POOLED: pooled.to(self.dtype)}
-        uncond = (
-            None if negatives is None else {EMBEDS: negative.to(self.dtype), POOLED: negative_pooled.to(self.dtype)}
-        )
-        return Conditioning(cond, uncond)
+        return pooled_rows(encoded, POOLED, self.dtype, negatives is not None)
 
     def predict(
         self,
@@ -132,21 +119,8 @@ class SD3Backbone:
             return_dict=False,
         )[0]
 
-    def x0(self, scheduler: SchedulerMixin, x: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x0 = x_t - sigma_t * v (:func:`~.backbone.x0_from_output`); differentiable."""
-        return x0_from_output(scheduler, x, output, t)
-
     def set_timesteps(self, scheduler: SchedulerMixin, steps: int, device: torch.device, window: int) -> None:
         """``StableDiffusion3Pipeline``'s timesteps: the scheduler's own sigmas (shift 3.0 for SD3), or ``mu`` of
         the window's token count where it shifts dynamically."""
         tokens = (window // int(self.transformer.config.patch_size)) ** 2
         set_flow_timesteps(scheduler, steps, device, tokens, sigmas=False, max_shift=1.16)
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Latents ``(B, 16, h, w)`` of images ``(B, 3, 8h, 8w)`` in [0, 1] (posterior mean, shifted, scaled)."""
-        return vae_encode(self.vae, images)
-
-    def decode(self, latents: torch.Tensor, wrap: int = 0) -> torch.Tensor:
-        """Images in [0, 1] from latents ``(B, 16, h, w)``; differentiable."""
-        return vae_decode(self.decoder or self.vae, latents, wrap, self.vae_scale)

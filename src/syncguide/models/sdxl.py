@@ -28,7 +28,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
 from syncguide.models.backbone import Conditioning
-from syncguide.models.sd import EMBEDS, StableDiffusionBackbone, vae_decode, warn_if_cut
+from syncguide.models.latent import EMBEDS, pooled_rows, vae_decode
+from syncguide.models.sd import StableDiffusionBackbone, warn_if_cut
 
 POOLED = "text_embeds"
 
@@ -77,18 +78,14 @@ class StableDiffusionXLBackbone(StableDiffusionBackbone):
         for tokenizer in (self.tokenizer, self.tokenizer_2):
             warn_if_cut(tokenizer, prompts + (negatives or []))
         empty = negatives is not None and all(not text for text in negatives)
-        embeds, negative, pooled, negative_pooled = self._reference().encode_prompt(
+        encoded = self._reference().encode_prompt(
             prompt=prompts,
             device=self.unet.device,
             num_images_per_prompt=1,
             do_classifier_free_guidance=negatives is not None,
             negative_prompt=None if empty else negatives,
         )
-        cond = {EMBEDS: embeds.to(self.dtype), POOLED: pooled.to(self.dtype)}
-        uncond = (
-            None if negatives is None else {EMBEDS: negative.to(self.dtype), POOLED: negative_pooled.to(self.dtype)}
-        )
-        return Conditioning(cond, uncond)
+        return pooled_rows(encoded, POOLED, self.dtype, negatives is not None)
 
     def time_ids(self, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """``(n, 6)`` micro-conditioning of window latents ``x`` ``(n, C, h, w)`` at ``positions`` ``(n, 2)``

@@ -20,7 +20,7 @@ from syncguide.guidance.perceptual import PerceptualLoss
 from syncguide.guidance.semantic import Guidance, guidance_gradient
 from syncguide.guidance.sync import SyncSchedule, synchronize
 from syncguide.models.backbone import Backbone, iterate_rows
-from syncguide.models.sd import vae_decode
+from syncguide.models.latent import vae_decode
 from syncguide.sampling.denoiser import WindowDenoiser
 from syncguide.sampling.plan import RowPlan
 from syncguide.schedulers import add_noise, shift_score
