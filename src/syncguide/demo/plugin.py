@@ -6,8 +6,6 @@ imports this package.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from syncguide.registry import register
@@ -19,27 +17,12 @@ def register_demo() -> None:
 
     register("model", "demo", lambda: bundled("sd"))
     register("model", "demo-ddpm", lambda: bundled("ddpm"))
-    register("model", "demo-tiny-decoder", _demo_tiny_decoder)
+    register("model", "demo-tiny-decoder", lambda: bundled("tiny-decoder"))
     register("clip", "demo", _demo_clip)
     register("clip", "demo-noise-aware", _demo_noise_aware_clip)
     register("perceptual", "demo-clip", _demo_clip_distance)
     register("metric-networks", "demo", _demo_networks)
     register("dataset", "demo", _demo_crops)
-
-
-def _demo_tiny_decoder() -> Path:
-    """The bundled ``AutoencoderTiny`` for the demo latents (fast sync mode's gradient-path decoder).
-
-    Not in :data:`syncguide.demo.bundled.MODELS` (yet), so located here with the same check as ``bundled``."""
-    from syncguide.demo.bundled import BUNDLED
-
-    path = BUNDLED / "tiny-decoder"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"the bundled demo model 'tiny-decoder' is not in this install ({path}); make it with "
-            "`syncguide demo train tiny-decoder` and copy runs/tiny-decoder/model there"
-        )
-    return path
 
 
 def _demo_clip(device: torch.device | str) -> torch.nn.Module:
