@@ -226,7 +226,7 @@ def test_a_signal_mid_batch_is_one_line_leaves_no_partial_file_and_the_rerun_fin
     """Three items; the signal comes while the second (the slow one) is sampling, after the first is written.
 
     SIGTERM only: in batch both signals take one path (the KeyboardInterrupt that main() raises for SIGTERM too;
-    batch.signals_deferred treats them alike). SIGINT's 130 and the handlers main() restores are tested by
+    syncguide.atomic.signals_deferred treats them alike). SIGINT's 130 and the handlers main() restores are tested by
     test_reliability's panorama signal test and test_an_interrupt_during_a_write_waits_until_the_file_is_complete.
     """
     sig, status, word = signal.SIGTERM, 143, "terminated"
@@ -259,16 +259,21 @@ def test_a_signal_mid_batch_is_one_line_leaves_no_partial_file_and_the_rerun_fin
     assert (first.stat().st_mtime_ns, first.read_bytes()) == kept
 
 
-def test_an_interrupt_during_a_write_waits_until_the_file_is_complete(tmp_path: Path) -> None:
-    from syncguide.atomic import write_atomic
+def test_an_interrupt_during_a_write_waits_until_the_file_is_complete(tmp_path: Path, monkeypatch) -> None:
+    """Every atomic write (batch's PNGs and all others) holds Ctrl-C until the file has its name."""
+    from syncguide import atomic
 
-    reached = []
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt), batch.signals_deferred():
+    real_fsync = os.fsync
+
+    def fsync_then_ctrl_c(fd: int) -> None:
+        real_fsync(fd)
         signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came while the file was being named
-        write_atomic(tmp_path / "x.png", b"data")
-        reached.append(True)
-    assert reached == [True] and [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.write_atomic(tmp_path / "x.png", b"data")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"] and (tmp_path / "x.png").read_bytes() == b"data"
     assert signal.getsignal(signal.SIGINT) is before
 
 

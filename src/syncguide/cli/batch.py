@@ -10,12 +10,9 @@ interruption finishes the missing items only.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -214,36 +211,10 @@ def generate_items(items: list[Item], root: Path, state: Any = None) -> list[str
         job = panorama.prepare(args, pipelines, quiet=True)
         job.pipe.set_progress_bar_config(disable=True)
         image = job.pipe(job.prompt, **job.call_arguments()).images[0]
-        try:
-            with signals_deferred():  # Ctrl-C / SIGTERM while the file gets its name would leave the temporary one
-                save_png(image, path, job.parameters, overwrite=False)
+        try:  # write_atomic defers Ctrl-C / SIGTERM while the file gets its name
+            save_png(image, path, job.parameters, overwrite=False)
         except UsageError:  # written meanwhile by another run: it is complete, keep it
             return False
         return True
 
     return run_items(items, root, work, state, desc="generate")
-
-
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done, then deliver them (their handlers run after it).
-
-    :func:`syncguide.atomic.write_atomic` removes its temporary file in a ``finally``; an interrupt raised inside
-    that ``finally`` (after the hard link gave the file its name) would skip the removal. Deferring only the
-    write keeps the file and the directory clean. Outside the main thread (no handlers to swap) it does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum)) for number in INTERRUPTS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
-        if received:
-            signal.raise_signal(received[0])  # now: the restored handler raises KeyboardInterrupt (or exits)
