@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from syncguide.cli.main import build_parser, main
 from syncguide.cli.options import seed
+from syncguide.cli.parser import actions, subcommands
 
 # values no numeric option accepts: not numbers, not finite, beyond float range
 NEVER_NUMBERS = ["nan", "inf", "-inf", "NaN", "x", "", "1e400", "-1e400", "0x10", "1,5"]
@@ -35,12 +36,11 @@ def commands(
     parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """Every leaf subcommand (``demo world`` included) with its parser."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from commands(sub, (*prefix, name))
-            return
-    yield " ".join(prefix), parser
+    children = subcommands(parser)
+    for name, sub in children.items():
+        yield from commands(sub, (*prefix, name))
+    if not children:
+        yield " ".join(prefix), parser
 
 
 POSITIONAL = "POSITIONAL"
@@ -51,7 +51,7 @@ def typed_options(parser: argparse.ArgumentParser) -> tuple[list[str], list[str]
     """``(integer, float, path)`` option strings of a subcommand's parser (``--seed`` counts as an integer; a path
     positional is :data:`POSITIONAL`)."""
     ints, floats, paths = [], [], []
-    for action in parser._actions:
+    for action in actions(parser):
         if not action.option_strings:
             if action.type is Path:
                 paths.append(POSITIONAL)

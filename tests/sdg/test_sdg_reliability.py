@@ -239,11 +239,12 @@ def test_huge_and_impossible_sizes_are_refused_before_any_work(kinds, tmp_path, 
 
 def test_help_states_the_limits() -> None:
     from syncguide.cli import finetune, generate
+    from syncguide.cli.parser import subcommands
     from syncguide.finetune_clip import MAX_BATCH_SIZE
 
     assert finetune.MAX_BATCH_SIZE == MAX_BATCH_SIZE  # the command line states the library's limit
     parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.choices and "generate" in a.choices).choices
+    subparsers = subcommands(parser)
     text = subparsers["generate"].format_help() + subparsers["finetune-clip"].format_help()
     text = " ".join(text.split())
     for limit in (

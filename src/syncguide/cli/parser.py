@@ -26,3 +26,22 @@ def make_parser(commands: Iterable[ModuleType]) -> Parser:
     for command in commands:
         command.add_parser(sub)
     return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommand parsers of ``parser`` by name (empty for a leaf command). argparse has no public accessor:
+    this is the one place that reads its private action list for them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def option_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Every option string of ``parser`` (``--steps``, ``-h``, ...) and its action."""
+    return dict(parser._option_string_actions)
+
+
+def actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The actions of ``parser`` (options and positionals), in the order they were added."""
+    return list(parser._actions)

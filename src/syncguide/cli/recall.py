@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from syncguide.cli.parser import option_actions, subcommands
 from syncguide.errors import UsageError
 from syncguide.images import read_image
 from syncguide.pngmeta import read_parameters
@@ -77,10 +78,7 @@ def expand(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Name
 
 def _command_options(parser: argparse.ArgumentParser, command: str) -> dict[str, argparse.Action]:
     """The option strings of subcommand ``command`` and their actions."""
-    for action in parser._actions:  # argparse has no public accessor for a subcommand's parser
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices[command]._option_string_actions)
-    raise KeyError(command)
+    return option_actions(subcommands(parser)[command])
 
 
 def _tokens(key: str, value: Any, options: dict[str, argparse.Action]) -> list[str]:
