@@ -11,14 +11,13 @@ peak MB is the rise of resident memory during the timed call. The sync loss is L
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
 
 import torch
 
-from bench_panorama import peak_rss, reset_peak_rss
+from bench_panorama import fresh_process, peak_rss, reset_peak_rss
 
 FAMILIES = ("stable-diffusion", "sdxl", "flux", "sd3")
 STEPS = 20
@@ -66,10 +65,8 @@ def run_one(config: dict) -> dict:
 
 
 def measure(config: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--one", json.dumps(config)], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Run :func:`run_one` in a fresh process."""
+    return fresh_process(__file__, config)
 
 
 def table() -> list[str]:

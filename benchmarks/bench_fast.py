@@ -14,14 +14,13 @@ loss is LPIPS-VGG with a random trunk. "first 20%" syncs the first fifth of the 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
 
 import torch
 
-from bench_panorama import peak_rss, reset_peak_rss
+from bench_panorama import fresh_process, peak_rss, reset_peak_rss
 
 # model -> (steps, canvas in windows wide, stride as a fraction of the window, rows per call)
 PLANS = {
@@ -168,10 +167,8 @@ def run_one(config: dict) -> dict:
 
 
 def measure(config: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--one", json.dumps(config)], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Run :func:`run_one` in a fresh process."""
+    return fresh_process(__file__, config)
 
 
 def table(model: str) -> list[str]:

@@ -87,12 +87,17 @@ def peak_rss() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def fresh_process(script: str, config: dict) -> dict:
+    """``script --one CONFIG`` in a fresh Python process; the JSON object its last line prints."""
+    out = subprocess.run(
+        [sys.executable, script, "--one", json.dumps(config)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def measure(config: dict) -> dict:
     """Run :func:`run_one` in a fresh process."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--one", json.dumps(config)], capture_output=True, text=True, check=True
-    )
-    return {**config, **json.loads(out.stdout.strip().splitlines()[-1])}
+    return {**config, **fresh_process(__file__, config)}
 
 
 def windows_of(config: dict) -> int:

@@ -87,7 +87,18 @@ class SyncDiffusionXLPipeline(SyncDiffusionPipeline):
         return _family_settings(families.DEFAULTS[families.SDXL], int(self.unet.config.sample_size))
 
 
-class SyncFluxPipeline(SyncDiffusionPipeline):
+class _FlowPipeline(SyncDiffusionPipeline):
+    """What the flow-matching families share: their own scheduler kept, a transformer and no UNet."""
+
+    default_scheduler: ClassVar[str | None] = None
+
+    @property
+    def unet(self) -> None:
+        """A flow-matching family has no UNet (its denoiser is ``transformer``)."""
+        return None
+
+
+class SyncFluxPipeline(_FlowPipeline):
     """FLUX.1 dev / schnell panoramas (``FluxPipeline`` checkpoints) with their flow-matching scheduler.
 
     ``guidance_scale`` is the distilled guidance embedding (default 3.5; schnell has none); ``true_cfg_scale`` > 1
@@ -96,8 +107,6 @@ class SyncFluxPipeline(SyncDiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
     family: ClassVar[str] = families.FLUX
-    flow: ClassVar[bool] = True
-    default_scheduler: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -120,11 +129,6 @@ class SyncFluxPipeline(SyncDiffusionPipeline):
             transformer=transformer,
         )
         self._default_loss = None
-
-    @property
-    def unet(self) -> None:
-        """FLUX has no UNet (its denoiser is ``transformer``)."""
-        return None
 
     def _defaults(self) -> families.Defaults:
         return families.defaults_for(families.FLUX, bool(self.transformer.config.guidance_embeds))
@@ -156,14 +160,12 @@ class SyncFluxPipeline(SyncDiffusionPipeline):
         return settings.true_cfg_scale > 1
 
 
-class SyncSD3Pipeline(SyncDiffusionPipeline):
+class SyncSD3Pipeline(_FlowPipeline):
     """SD3 / SD3.5 panoramas (``StableDiffusion3Pipeline`` checkpoints; T5 optional: ``text_encoder_3=None``)."""
 
     model_cpu_offload_seq = "text_encoder->text_encoder_2->text_encoder_3->transformer->vae"
     _optional_components: ClassVar[list[str]] = ["text_encoder_3", "tokenizer_3"]
     family: ClassVar[str] = families.SD3
-    flow: ClassVar[bool] = True
-    default_scheduler: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -190,11 +192,6 @@ class SyncSD3Pipeline(SyncDiffusionPipeline):
             scheduler=scheduler,
         )
         self._default_loss = None
-
-    @property
-    def unet(self) -> None:
-        """SD3 has no UNet (its denoiser is ``transformer``)."""
-        return None
 
     def make_backbone(
         self, settings: PanoramaSettings | None = None, canvas: tuple[int, int] | None = None

@@ -94,7 +94,6 @@ class SyncDiffusionPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "denoised"]
     family: ClassVar[str] = families.SD
-    flow: ClassVar[bool] = False  # a flow-matching family (FLUX.1, SD3)
     default_scheduler: ClassVar[str | None] = "ddim"  # set by from_pretrained / from_pipe (None: keep the model's)
     # family -> pipeline class; the family pipelines (syncguide.family_pipelines, imported by the package) add
     # themselves as they are defined
@@ -102,7 +101,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        SyncDiffusionPipeline.family_classes.setdefault(cls.family, cls)
+        if "family" in cls.__dict__:  # a class that names its own family (not a shared base or a user's subclass)
+            SyncDiffusionPipeline.family_classes.setdefault(cls.family, cls)
 
     def __init__(
         self,
@@ -145,6 +145,11 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         if "scheduler" not in kwargs and cls.default_scheduler:
             pipe.set_scheduler(cls.default_scheduler)
         return pipe
+
+    @property
+    def flow(self) -> bool:
+        """Whether the family is a flow-matching one (FLUX.1, SD3: :data:`syncguide.models.families.FLOW`)."""
+        return self.family in families.FLOW
 
     @property
     def backbone(self) -> Backbone:
@@ -346,12 +351,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         if self.uses_cfg(settings) and negative_prompt_embeds is None:
             negatives = _negatives(settings.negative_prompt, n_prompts, 1)
         prompts = None if prompt is None else ([prompt] if isinstance(prompt, str) else list(prompt))
-        try:
-            cond = self.make_backbone(settings).encode_prompt(prompts, negatives, prompt_embeds, negative_prompt_embeds)
-        except ValueError as error:
-            if str(error).startswith("prompt_embeds:"):
-                raise SettingError("prompt_embeds", str(error).split(": ", 1)[1]) from None
-            raise
+        cond = self.make_backbone(settings).encode_prompt(prompts, negatives, prompt_embeds, negative_prompt_embeds)
         if not self.uses_cfg(settings):
             cond = Conditioning(cond.cond)
         return cond.select(torch.arange(n_prompts).repeat_interleave(per_prompt))
@@ -364,12 +364,14 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             raise SettingError("preview_every", f"must be an integer >= 1; got {call.preview_every!r}")
         device = self._execution_device
         window, size, windows = _canvas(self.backbone, settings)
-        backbone = self.make_backbone(settings, (size[0] * self.backbone.vae_scale, size[1] * self.backbone.vae_scale))
+        scale = self.backbone.vae_scale
+        backbone = self.make_backbone(settings, (size[0] * scale, size[1] * scale))
         plan = panorama_plan(windows) if layout is None else region_plan(layout.masks(*size).to(device), windows)
         b = conds[0].rows
         wrap = seam_padding(window) if settings.circular_padding else 0
         if call.memory_check:
-            self._check_memory(settings, (size[0], size[1] + 2 * wrap), window, b, len(plan.windows), conds[0], device)
+            latent = (size[0], size[1] + 2 * wrap)
+            self._check_memory(backbone, settings, latent, window, b, len(plan.windows), conds[0], device)
         shape = (b, backbone.latent_channels, *size)
         latents = self._initial_latents(shape, call.generator, call.latents, device, backbone.dtype)
         backbone.set_timesteps(self.scheduler, settings.num_inference_steps, device, window)
@@ -407,6 +409,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
 
     def _check_memory(
         self,
+        backbone: Backbone,
         settings: PanoramaSettings,
         latent: tuple[int, int],
         window: int,
@@ -418,7 +421,6 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         """OutOfMemory where the estimate (:func:`syncguide.memory.estimate`) clearly exceeds ``device``'s free
         memory; ``latent`` is the decoded canvas (wrap padding included), ``windows`` the rows per image, ``cond``
         one image's conditioning (repeated for every row)."""
-        backbone = self.backbone
         denoiser = getattr(backbone, "unet", None)  # the estimate knows UNets (SD, SDXL); transformers: not yet
         decoder = getattr(backbone, "decoder", None) or getattr(backbone, "vae", None)
         if denoiser is None or decoder is None:

@@ -315,8 +315,8 @@ def model_geometry(model: str, scheduler: str | None) -> Geometry:
         if family is None:
             raise UsageError(f"--model: {model} is a {index.get('_class_name')}; supported: {families.SUPPORTED}")
         # each model class reads its own config file name (config.json, scheduler_config.json)
-        denoiser = (SD3Transformer2DModel if _flow(family) else UNet2DConditionModel).load_config(
-            model, subfolder="transformer" if _flow(family) else "unet"
+        denoiser = (SD3Transformer2DModel if family in families.FLOW else UNet2DConditionModel).load_config(
+            model, subfolder="transformer" if family in families.FLOW else "unet"
         )
         vae = AutoencoderKL.load_config(model, subfolder="vae")
         schedule = DDIMScheduler.load_config(model, subfolder="scheduler")
@@ -325,7 +325,7 @@ def model_geometry(model: str, scheduler: str | None) -> Geometry:
     except Exception as error:  # any failure to read the configuration is bad input, reported in one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"--model: cannot read the configuration of {model}: {first}") from None
-    allowed = FLOW_SCHEDULERS if _flow(family) else SCHEDULERS
+    allowed = FLOW_SCHEDULERS if family in families.FLOW else SCHEDULERS
     name = scheduler or next(iter(allowed))
     if name not in allowed:
         raise UsageError(f"--scheduler: must be one of {', '.join(allowed)} for {families.NAMES[family]}; got {name}")
@@ -334,10 +334,6 @@ def model_geometry(model: str, scheduler: str | None) -> Geometry:
     window = DEFAULT_FLUX_WINDOW if family == families.FLUX else int(denoiser["sample_size"])
     defaults = families.defaults_for(family, bool(denoiser.get("guidance_embeds", True)))
     return Geometry(family, window, scale, name, make_scheduler(name, schedule), defaults)
-
-
-def _flow(family: str) -> bool:
-    return family in (families.FLUX, families.SD3)
 
 
 def resolve_settings(

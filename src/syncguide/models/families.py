@@ -16,6 +16,8 @@ SDXL = "sdxl"
 FLUX = "flux"
 SD3 = "sd3"
 FAMILIES = (SD, SDXL, FLUX, SD3)
+FLOW = (FLUX, SD3)
+"""The flow-matching families (a FlowMatchEulerDiscreteScheduler, a transformer denoiser)."""
 
 NAMES = {SD: "Stable Diffusion 1.x/2.x", SDXL: "SDXL", FLUX: "FLUX.1", SD3: "SD3 / SD3.5"}
 """How messages name each family."""

@@ -23,6 +23,7 @@ from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_tim
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel
 
+from syncguide.errors import SettingError
 from syncguide.models.backbone import Conditioning
 from syncguide.models.latent import EMBEDS, LatentModel
 from syncguide.models.sd import warn_if_cut
@@ -89,7 +90,7 @@ class FluxBackbone(LatentModel):
         """T5 and CLIP embeddings of B prompts; ``negatives`` are encoded for true CFG (used when
         ``true_cfg_scale`` > 1)."""
         if prompt_embeds is not None or negative_prompt_embeds is not None:
-            raise ValueError("prompt_embeds: FLUX also needs pooled embeddings; pass the prompt text instead")
+            raise SettingError("prompt_embeds", "FLUX also needs pooled embeddings; pass the prompt text instead")
         reference = self._reference()
         warn_if_cut(self.tokenizer, prompts + (negatives or []))
 

@@ -16,6 +16,7 @@ from diffusers import AutoencoderKL, SD3Transformer2DModel, StableDiffusion3Pipe
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
+from syncguide.errors import SettingError
 from syncguide.models.backbone import Conditioning
 from syncguide.models.flux import set_flow_timesteps
 from syncguide.models.latent import EMBEDS, LatentModel, pooled_rows
@@ -79,7 +80,7 @@ class SD3Backbone(LatentModel):
         """The three encoders' embeddings of B prompts; ``negatives`` enable CFG (an empty one encodes ``""``, as
         diffusers' SD3 pipeline)."""
         if prompt_embeds is not None or negative_prompt_embeds is not None:
-            raise ValueError("prompt_embeds: SD3 also needs pooled embeddings; pass the prompt text instead")
+            raise SettingError("prompt_embeds", "SD3 also needs pooled embeddings; pass the prompt text instead")
         warn_if_cut(self.tokenizer, prompts + (negatives or []))
         encoded = self._reference().encode_prompt(
             prompt=prompts,

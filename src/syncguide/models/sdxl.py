@@ -27,6 +27,7 @@ from diffusers import StableDiffusionXLPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
+from syncguide.errors import SettingError
 from syncguide.models.backbone import Conditioning
 from syncguide.models.latent import EMBEDS, pooled_rows, vae_decode
 from syncguide.models.sd import StableDiffusionBackbone, warn_if_cut
@@ -74,7 +75,7 @@ class StableDiffusionXLBackbone(StableDiffusionBackbone):
         """Both encoders' embeddings of B prompts; ``negatives`` enable CFG (all empty: diffusers' zeros where the
         checkpoint forces them). Precomputed ``prompt_embeds`` need the pooled embeddings too: not taken here."""
         if prompt_embeds is not None or negative_prompt_embeds is not None:
-            raise ValueError("prompt_embeds: SDXL also needs pooled embeddings; pass the prompt text instead")
+            raise SettingError("prompt_embeds", "SDXL also needs pooled embeddings; pass the prompt text instead")
         for tokenizer in (self.tokenizer, self.tokenizer_2):
             warn_if_cut(tokenizer, prompts + (negatives or []))
         empty = negatives is not None and all(not text for text in negatives)
