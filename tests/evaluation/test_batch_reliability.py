@@ -277,6 +277,23 @@ def test_an_interrupt_during_a_write_waits_until_the_file_is_complete(tmp_path: 
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_an_interrupt_during_the_writability_probe_leaves_no_probe_file(tmp_path: Path, monkeypatch) -> None:
+    """The probe that checks an output directory is writable is removed even when Ctrl-C comes meanwhile (seen in
+    CI: a SIGTERM between its creation and removal left ``.syncguide-probe-*`` beside a batch's files)."""
+    from syncguide.cli import io
+
+    real_close = os.close
+
+    def close_then_ctrl_c(fd: int) -> None:
+        real_close(fd)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(io.os, "close", close_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        io.check_writable(tmp_path, "--out")
+    assert list(tmp_path.iterdir()) == []
+
+
 REPRODUCE_BAD = {
     "weights nan": (["--weights", "nan"], "--weights: must be finite"),
     "weights inf": (["--weights", "0", "inf"], "--weights: must be finite"),

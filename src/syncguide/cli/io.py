@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from syncguide.atomic import signals_deferred
 from syncguide.errors import UsageError
 from syncguide.pngmeta import PARAMETERS_KEY, read_parameters, write_png
 
@@ -60,13 +61,15 @@ def check_output_dir(path: Path, option: str = "--out") -> None:
 
 
 def check_writable(directory: Path, option: str) -> None:
-    """UsageError unless a file can be created in ``directory`` (a probe file, removed at once)."""
-    try:
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".syncguide-probe-")
-    except OSError as error:
-        raise UsageError(f"{option}: cannot write in {directory}: {error.strerror or error}") from None
-    os.close(fd)
-    os.unlink(probe)
+    """UsageError unless a file can be created in ``directory`` (a probe file, removed at once; Ctrl-C and SIGTERM
+    wait until it is gone, as for every atomic write)."""
+    with signals_deferred():
+        try:
+            fd, probe = tempfile.mkstemp(dir=directory, prefix=".syncguide-probe-")
+        except OSError as error:
+            raise UsageError(f"{option}: cannot write in {directory}: {error.strerror or error}") from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 def save_png(image: Image.Image, path: Path, parameters: dict[str, Any], overwrite: bool) -> None:
