@@ -7,6 +7,8 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,56 +106,98 @@ def output_paths(args: argparse.Namespace) -> list[Path]:
     return [args.out / f"sample-{args.seed}-{i:03d}.png" for i in range(args.start, args.start + args.n)]
 
 
+@dataclass
+class GenerateJob:
+    """One ``generate`` run, resolved: the loaded pipeline, the guidance, what each PNG stores, where they go."""
+
+    pipe: Any
+    guidance: Any
+    parameters: dict[str, Any]
+    args: argparse.Namespace
+
+    def batches(self) -> list[range]:
+        """The sample indices of each batch, in order."""
+        args = self.args
+        ends = range(args.start, args.start + args.n, args.batch_size)
+        return [range(first, min(first + args.batch_size, args.start + args.n)) for first in ends]
+
+    def sample(self, indices: range, callback: Callable[..., dict] | None = None) -> list[Any]:
+        """The PIL samples ``indices``; ``callback`` is the pipeline's ``callback_on_step_end``."""
+        from syncguide.sdg_pipeline import sample_generators
+
+        # DDIM: recompute eps from the clipped x0, as guided-diffusion's ddim_sample does after condition_score.
+        return self.pipe(
+            len(indices),
+            generator=sample_generators(self.args.seed, indices),
+            num_inference_steps=self.args.steps,
+            semantic_guidance=self.guidance,
+            eta=self.args.eta,
+            use_clipped_model_output=True,
+            callback_on_step_end=callback,
+        ).images
+
+    def save(self, indices: range, images: list[Any]) -> list[Path]:
+        """Write samples ``indices`` (atomically, each with its parameters); their paths."""
+        self.args.out.mkdir(exist_ok=True)
+        paths = [self.args.out / f"sample-{self.args.seed}-{i:03d}.png" for i in indices]
+        for index, image, path in zip(indices, images, paths, strict=True):
+            save_png(image, path, {**self.parameters, "index": index}, self.args.overwrite)
+        return paths
+
+
 def run(args: argparse.Namespace) -> int:
-    """Sample, save every PNG with its parameters, print them as one JSON line.
+    """Sample, save every PNG with its parameters, print them as one JSON line."""
+    job = prepare(args)
+    start = time.perf_counter()
+    for indices in job.batches():
+        job.save(indices, job.sample(indices))
+    print(
+        json.dumps(
+            {**job.parameters, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False
+        )
+    )
+    return 0
+
+
+def prepare(args: argparse.Namespace, pipelines: dict | None = None, quiet: bool = False) -> GenerateJob:
+    """Check ``args`` and load what the run needs (``args`` is not changed).
 
     Everything is checked before the model loads: the options, the model's kind (from its files), the CLIP, the
     number of steps against the model's scheduler. Sample ``index`` is drawn from its own generator
     (:func:`syncguide.sdg_pipeline.sample_generators` of ``(seed, index)``): it is the same for any batch size.
+    ``pipelines`` caches loaded models and CLIPs across calls (the web app); ``quiet`` skips the demo note.
     """
     from syncguide.schedulers import check_steps
-    from syncguide.sdg_pipeline import sample_generators
 
+    args = argparse.Namespace(**vars(args))
     check_arguments(args)
     demo = args.model is None
     if demo:
         args.model = str(registry.lookup("model", "demo-ddpm")())
         args.clip = args.clip or DEMO_CLIP
-        print(f"syncguide: using the bundled demo DDPM ({args.model}); pass --model for a real one.", file=sys.stderr)
+        if not quiet:
+            note = f"syncguide: using the bundled demo DDPM ({args.model}); pass --model for a real one."
+            print(note, file=sys.stderr)
     check_model(args.model, "model", (UNCONDITIONAL,), UNCONDITIONAL_NEEDS)
     if wants_guidance(args):
         check_guidance_clip(args.clip)
     check_schedule(args.model, args.scheduler, args.steps)
     fill_weights(args, *(DEMO_WEIGHTS if demo else PAPER_WEIGHTS))
     device = resolve_device(args.device)
-    pipe = load_unconditional(args.model, args.scheduler, device)
+    cache = {} if pipelines is None else pipelines
+    key = ("generate", args.model, args.scheduler, str(device))
+    if key not in cache:
+        cache[key] = load_unconditional(args.model, args.scheduler, device)
+    pipe = cache[key]
     check_steps(pipe.scheduler, args.steps)  # a hub model's scheduler is known only now
     guidance = None
     if wants_guidance(args):
-        clip = load_guidance_clip(args.clip, pipe.unet.config.sample_size, device)
-        guidance = build_guidance(args, clip, pipe.alphas_cumprod, torch.Generator().manual_seed(args.seed), device)
-    params = parameters(args, str(device))
-    start = time.perf_counter()
-    paths = output_paths(args)
-    for first in range(0, args.n, args.batch_size):
-        count = min(args.batch_size, args.n - first)
-        indices = range(args.start + first, args.start + first + count)
-        # DDIM: recompute eps from the clipped x0, as guided-diffusion's ddim_sample does after condition_score.
-        images = pipe(
-            count,
-            generator=sample_generators(args.seed, indices),
-            num_inference_steps=args.steps,
-            semantic_guidance=guidance,
-            eta=args.eta,
-            use_clipped_model_output=True,
-        ).images
-        args.out.mkdir(exist_ok=True)
-        for k, image in enumerate(images):
-            save_png(image, paths[first + k], {**params, "index": indices[k]}, args.overwrite)
-    print(
-        json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False)
-    )
-    return 0
+        clip_key = ("clip", args.clip, pipe.unet.config.sample_size, str(device))
+        if clip_key not in cache:
+            cache[clip_key] = load_guidance_clip(args.clip, pipe.unet.config.sample_size, device)
+        generator = torch.Generator().manual_seed(args.seed)
+        guidance = build_guidance(args, cache[clip_key], pipe.alphas_cumprod, generator, device)
+    return GenerateJob(pipe, guidance, parameters(args, str(device)), args)
 
 
 def scheduler_class(scheduler: str) -> type:

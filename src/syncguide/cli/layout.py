@@ -104,19 +104,30 @@ def warn_if_stretched(regions: list[Region], items: list[tuple[str, str, str]], 
 
 def run(args: argparse.Namespace) -> int:
     """Generate, save the PNG with its parameters, print them as one JSON line."""
+    job, layout = prepare(args)
+    start = time.perf_counter()
+    image = job.pipe.layout(layout, **job.call_arguments()).images[0]
+    save_png(image, args.out, job.parameters, args.overwrite)
+    print(
+        json.dumps(
+            {**job.parameters, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False
+        )
+    )
+    return 0
+
+
+def prepare(
+    args: argparse.Namespace, pipelines: dict | None = None, quiet: bool = False
+) -> tuple[panorama.PanoramaJob, Layout]:
+    """Check ``args`` and resolve what the layout needs: the panorama job (its ``parameters`` with the regions)
+    and the :class:`Layout`. ``pipelines`` and ``quiet`` as in :func:`panorama.prepare`."""
     regions = read_regions(args.regions)
-    job = panorama.prepare(args, layout=True)
+    job = panorama.prepare(args, pipelines, quiet, layout=True)
     scale = job.pipe.backbone.vae_scale
     check_coverage(regions, args.regions, job.settings.height // scale, job.settings.width // scale)
     warn_if_stretched(regions, args.regions, job.settings.height, job.settings.width)
-    params = parameters(job.parameters, args.regions)
-    start = time.perf_counter()
-    image = job.pipe.layout(Layout(args.prompt, tuple(regions)), **job.call_arguments()).images[0]
-    save_png(image, args.out, params, args.overwrite)
-    print(
-        json.dumps({**params, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False)
-    )
-    return 0
+    job.parameters = parameters(job.parameters, args.regions)
+    return job, Layout(args.prompt, tuple(regions))
 
 
 def parameters(panorama_parameters: dict[str, Any], items: list[tuple[str, str, str]]) -> dict[str, Any]:

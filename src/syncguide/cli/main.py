@@ -9,12 +9,12 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from syncguide.cli import batch, demo, evaluate, finetune, generate, info, layout, panorama, recall, reproduce
-from syncguide.cli.options import option_name, usage_message
+from syncguide.cli import app, batch, demo, evaluate, finetune, generate, info, layout, panorama, recall, reproduce
+from syncguide.cli.options import error_message
 from syncguide.cli.parser import Parser, make_parser
 from syncguide.errors import NonFiniteError, OutOfMemory, SettingError, UsageError
 
-COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce, info)
+COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce, info, app)
 """The subcommand modules, in the order ``--help`` lists them."""
 
 __all__ = ["COMMANDS", "Parser", "build_parser", "main"]
@@ -72,12 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
-    except OutOfMemory as error:
-        print(f"syncguide {command_name(args)}: error: {error.message(option_name)}", file=sys.stderr)
-        return 2
-    except (UsageError, SettingError, NonFiniteError) as error:
-        message = usage_message(error) if isinstance(error, SettingError) else str(error)
-        print(f"syncguide {command_name(args)}: error: {message}", file=sys.stderr)
+    except (OutOfMemory, UsageError, SettingError, NonFiniteError) as error:
+        print(f"syncguide {command_name(args)}: error: {error_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
         terminated = isinstance(interrupt, Terminated)

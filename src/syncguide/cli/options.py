@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from syncguide import settings
-from syncguide.errors import SettingError, UsageError
+from syncguide.errors import NonFiniteError, OutOfMemory, SettingError, UsageError
 
 T = TypeVar("T")
 
@@ -35,6 +35,18 @@ def option_name(setting: str) -> str:
 def usage_message(error: SettingError) -> str:
     """``--option: rule``: the text of the one-line error a SettingError becomes."""
     return f"{option_name(error.setting)}: {error.rule}"
+
+
+def error_message(error: BaseException) -> str | None:
+    """The one line the command line prints after ``error:`` for bad input (UsageError, SettingError mapped to its
+    option, OutOfMemory, NonFiniteError); None for anything else (a bug, not bad input)."""
+    if isinstance(error, OutOfMemory):
+        return error.message(option_name)
+    if isinstance(error, SettingError):
+        return usage_message(error)
+    if isinstance(error, UsageError | NonFiniteError):
+        return str(error)
+    return None
 
 
 def settings_from(cls: type[T], args: argparse.Namespace, **values: Any) -> T:

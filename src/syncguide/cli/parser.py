@@ -11,6 +11,8 @@ import argparse
 from collections.abc import Iterable
 from types import ModuleType
 
+from syncguide.errors import UsageError
+
 
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block) with exit status 2."""
@@ -19,10 +21,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def make_parser(commands: Iterable[ModuleType]) -> Parser:
-    """A ``syncguide`` parser with the subcommands of ``commands`` (modules with ``add_parser``), in order."""
-    parser = Parser(prog="syncguide", description="Training-free guided diffusion sampling.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+class RaisingParser(Parser):
+    """A parser whose errors raise :class:`~syncguide.errors.UsageError` with the message (the web app shows it
+    in the page instead of exiting)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def make_parser(commands: Iterable[ModuleType], parser_class: type[Parser] = Parser) -> Parser:
+    """A ``syncguide`` parser with the subcommands of ``commands`` (modules with ``add_parser``), in order;
+    ``parser_class`` for it and every subcommand."""
+    parser = parser_class(prog="syncguide", description="Training-free guided diffusion sampling.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=parser_class)
     for command in commands:
         command.add_parser(sub)
     return parser
