@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,10 @@ class Run:
         self.events: queue.Queue[Event] = queue.Queue()
         self.stopped = threading.Event()
         self.finished = threading.Event()
+        self.started_at: float | None = None  # time.monotonic() when it got the model, and when it ended
+        self.ended_at: float | None = None
+        self.last_step = 0
+        self.outcome: str | None = None  # done, cancelled or error
         self._work, self._lock = work, lock
         self._thread = threading.Thread(target=self._main, name="syncguide-run", daemon=True)
         self._thread.start()
@@ -48,9 +53,16 @@ class Run:
     def _main(self) -> None:
         try:
             with self._lock:
-                self.check()  # cancelled while waiting for the model
-                self.events.put(Event("done", result=self._work(self)))
+                self.started_at = time.monotonic()
+                try:
+                    self.check()  # cancelled while waiting for the model
+                    result = self._work(self)
+                finally:
+                    self.ended_at = time.monotonic()
+            self.outcome = "done"
+            self.events.put(Event("done", result=result))
         except BaseException as error:  # reported to the request, which raises it there
+            self.outcome = "cancelled" if isinstance(error, Cancelled) else "error"
             self.events.put(Event("error", error=error))
         finally:
             self.finished.set()
@@ -66,6 +78,7 @@ class Run:
 
     def progress(self, step: int, total: int) -> None:
         """Report ``step`` of ``total`` done; raise :class:`Cancelled` if cancelled."""
+        self.last_step = step
         self.events.put(Event("progress", step=step, total=total))
         self.check()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import threading
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +77,7 @@ class Service:
         self.pipelines: dict = {}
         self._loading = threading.Lock()
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.runs: deque[Run] = deque(maxlen=64)  # the latest runs, oldest first (for tests and monitoring)
 
     # ----- defaults the forms start from
 
@@ -98,6 +99,8 @@ class Service:
         perceptual = "demo-clip" if demo else "lpips-vgg"
         settings = panorama.resolve_settings({}, "syncdiffusion", geometry, demo, perceptual)
         values = settings.to_parameters(layout=command == "layout")
+        options = option_actions(self.commands[command])
+        values = {k: v for k, v in values.items() if "--" + k.replace("_", "-") in options}  # not window, ...
         return {**values, "seed": 0, "method": "syncdiffusion", "scheduler": geometry.scheduler_name}
 
     # ----- requests
@@ -161,7 +164,8 @@ class Service:
         args.device = self.device
         args.out = self._fresh_output(command, args.seed)
         preview = values.get("preview_every")
-        args.preview_every = int(preview) if preview not in (None, "") else args.preview_every
+        if command != "generate" and preview not in (None, ""):
+            args.preview_every = int(preview)
         return args
 
     @staticmethod
@@ -201,7 +205,9 @@ class Service:
         args = self.parse(command, values)
         work = {"panorama": self._panorama, "layout": self._layout, "generate": self._generate}[command]
         lock = self._locks[f"{command == 'generate'}:{args.model}"]
-        return Run(lambda run: work(args, run), lock)
+        run = Run(lambda run: work(args, run), lock)
+        self.runs.append(run)
+        return run
 
     def _panorama(self, args: argparse.Namespace, run: Run) -> Result:
         with self._loading:
@@ -218,12 +224,14 @@ class Service:
     def _generate(self, args: argparse.Namespace, run: Run) -> Result:
         with self._loading:
             job = generate.prepare(args, self.pipelines, quiet=True)
+        job.pipe.set_progress_bar_config(disable=True)
         samples = [(indices, job.sample(indices, run.step_callback(args.steps))) for indices in job.batches()]
         paths = [path for indices, images in samples for path in job.save(indices, images)]
         return Result(paths, {**job.parameters, "index": args.start})
 
     @staticmethod
     def _call(job: panorama.PanoramaJob, run: Run) -> dict[str, Any]:
+        job.pipe.set_progress_bar_config(disable=True)  # progress goes to the page, not the server's console
         call = job.call_arguments()
         call["preview"] = run.preview
         call["callback_on_step_end"] = run.step_callback(job.settings.num_inference_steps)

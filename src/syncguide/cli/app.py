@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def launch(args: argparse.Namespace, block: bool = True) -> Any:
-    """Build and start the app for ``args``; returns the Gradio Blocks (serving in the background unless
-    ``block``)."""
+def launch(args: argparse.Namespace, block: bool = True) -> tuple[Any, Any]:
+    """Build and start the app for ``args``; returns the Gradio Blocks and the app's
+    :class:`~syncguide.app.service.Service` (serving in the background unless ``block``)."""
     import gradio as gr
     from gradio.utils import get_upload_folder
 
@@ -81,4 +81,4 @@ def launch(args: argparse.Namespace, block: bool = True) -> Any:
     print(f"syncguide app: serving on http://{args.host}:{page.server_port} (Ctrl-C stops)", flush=True)
     if block:
         page.block_thread()
-    return page
+    return page, service
