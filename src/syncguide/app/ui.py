@@ -100,7 +100,7 @@ def _panorama_form(service: Service, command: str, d: dict[str, Any]) -> dict[st
         schedulers = list(FLOW_SCHEDULERS if geometry.scheduler_name in FLOW_SCHEDULERS else SCHEDULERS)
         form["scheduler"] = gr.Dropdown(schedulers, value=d["scheduler"], label="scheduler")
         form["seed"] = _number("seed", d["seed"], f"{command}-seed", precision=0, minimum=0)
-        dice = gr.Button("🎲", scale=0, min_width=40, elem_id=f"{command}-dice")
+        dice = gr.Button("random seed", scale=0, min_width=80, elem_id=f"{command}-dice")
         dice.click(lambda: random.randint(0, SEED_MAX), outputs=form["seed"], api_visibility="private")
     with gr.Accordion("SyncDiffusion", open=False):
         with gr.Row():
