@@ -118,10 +118,19 @@ def run_one(config: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         pipe, decoder = load(config["model"], tmp)
         pipe.set_progress_bar_config(disable=True)
-        kwargs = arguments(config, pipe, decoder, STEPS.get(config["model"], 10))
+        kwargs = arguments(config, pipe, decoder, config.get("steps", STEPS.get(config["model"], 10)))
+        if config["model"] != "sd2-base":  # warm up: the first call's one-off allocations are not its peak
+            timed(pipe, {**kwargs, "num_inference_steps": 1})
         base = reset_peak_rss()
         seconds = timed(pipe, kwargs)
     return {"seconds": seconds, "peak_mb": max(0.0, (peak_rss() - base) / 2**20)}
+
+
+def rows_of(model: str) -> list[str]:
+    """The rows measured on ``model``: not the half-size ones where half a window is under 32 px (too small for
+    LPIPS-VGG's five poolings: the tiny SDXL and FLUX models' 16 px windows)."""
+    half = {"tiny-sdxl": 8, "tiny-flux": 8}.get(model, 32)
+    return [name for name, row in ROWS.items() if half >= 32 or not row.get("half")]
 
 
 def done() -> dict:
@@ -139,7 +148,9 @@ def record(result: dict) -> None:
 def profile(model: str) -> None:
     """Measure every row of ``model`` not yet in the cache."""
     cached = done()
-    todo = [name for name in ROWS if (model, name) not in cached]
+    todo = [name for name in rows_of(model) if (model, name) not in cached]
+    if model != "sd2-base":
+        memory(model, cached)
     if not todo:
         return
     if model == "sd2-base":  # one fresh process per row: its peak memory too
@@ -164,12 +175,23 @@ def profile(model: str) -> None:
         print(model, name, round(best[name], 2), flush=True)
 
 
+def memory(model: str, cached: dict) -> None:
+    """Peak resident memory of each row of a small model: a fresh process each, 3 steps after a warm-up step
+    (a step's peak does not grow with the number of steps); cached as ``(model, "memory: ROW")``."""
+    for name in rows_of(model):
+        if (model, f"memory: {name}") not in cached:
+            result = fresh_process(__file__, {"model": model, "steps": 3, **ROWS[name]})
+            record({"model": model, "row": f"memory: {name}", "peak_mb": result["peak_mb"]})
+
+
 def table(model: str) -> list[str]:
     """The markdown table of ``model``'s cached rows: time, ratio to MD, and each part's share of fast's extra."""
     rows = done()
-    get = {name: rows[(model, name)] for name in ROWS if (model, name) in rows}
+    get = {name: dict(rows[(model, name)]) for name in ROWS if (model, name) in rows}
+    for name in get:  # small models: peak memory from its own fresh-process run
+        get[name].setdefault("peak_mb", rows.get((model, f"memory: {name}"), {}).get("peak_mb"))
     md = get["MultiDiffusion"]["seconds"]
-    memory = all("peak_mb" in r for r in get.values())
+    memory = all(r["peak_mb"] is not None for r in get.values())
     head = "| row | s | time / MD |" + (" peak MB | peak / MD |" if memory else "")
     lines = [head, "|---|---|---|" + ("---|---|" if memory else "")]
     for name, r in get.items():
