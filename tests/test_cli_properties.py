@@ -80,6 +80,8 @@ def base_argv(command: str, tiny: Path, work: Path) -> list[str]:
         "eval": ["eval", str(work / "panoramas"), "--out", str(work / "eval")],
         "reproduce": ["reproduce", "--out", str(work / "rep")],
         "info": ["info", str(work / "p.png")],
+        # a model that is not there: whatever else is drawn, the app never starts serving (it would block)
+        "app": ["app", "--model", str(work / "no-model"), "--outputs", str(work / "app")],
     }[command]
 
 
@@ -104,6 +106,7 @@ def test_every_subcommand_is_covered() -> None:
         "eval",
         "reproduce",
         "info",
+        "app",
     }
     assert all(any(typed_options(p)) for p in PARSERS.values())
 

@@ -152,12 +152,12 @@ def _sdg_form(service: Service, d: dict[str, Any]) -> dict[str, Any]:
     form: dict[str, Any] = {}
     _guidance_fields(form, "generate")
     with gr.Row():
-        form["n"] = gr.Slider(1, service.limits.max_samples, value=min(d["n"], service.limits.max_samples), step=1)
-        form["steps"] = gr.Slider(1, service.limits.max_steps, value=min(d["steps"], service.limits.max_steps), step=1)
+        limits = service.limits
+        form["n"] = gr.Slider(1, limits.max_samples, value=min(d["n"], limits.max_samples), step=1, label="samples")
+        form["steps"] = gr.Slider(1, limits.max_steps, value=min(d["steps"], limits.max_steps), step=1, label="steps")
         form["scheduler"] = gr.Dropdown(["ddpm", "ddim"], value=d["scheduler"], label="scheduler")
         form["eta"] = _number("DDIM eta", d["eta"], "generate-eta", minimum=0)
         form["seed"] = _number("seed", d["seed"], "generate-seed", precision=0, minimum=0)
-    form["n"].label, form["steps"].label = "samples", "steps"
     return form
 
 
