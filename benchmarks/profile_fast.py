@@ -31,6 +31,7 @@ from bench_panorama import fresh_process, peak_rss, reset_peak_rss
 
 CACHE = Path(__file__).with_name("profile_fast.jsonl")
 STEPS = {"sd2-base": 5}  # others: 10
+CANVAS = {"tiny-flux": (3, 2)}  # windows wide, stride window/N where not bench_fast.PLANS's (FLUX at 21 windows: slow)
 ROUNDS = {"sd2-base": 1}  # others: 3
 ROWS = {
     "MultiDiffusion": {"sync_weight": 0.0},
@@ -71,7 +72,7 @@ def squared_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def arguments(row: dict, pipe, decoder, steps: int) -> dict:
     """The pipeline keyword arguments of ``row``."""
     backbone = pipe.backbone
-    _, wide, fraction = PLANS[row["model"]]
+    wide, fraction = plan(row["model"])
     window = backbone.window
     kwargs = {
         "height": window * backbone.vae_scale,
@@ -92,6 +93,11 @@ def arguments(row: dict, pipe, decoder, steps: int) -> dict:
     if "fraction" in row:
         kwargs["sync_steps"] = max(1, round(row["fraction"] * steps))
     return kwargs
+
+
+def plan(model: str) -> tuple[float, int]:
+    """``(canvas width in windows, stride as window / N)`` of ``model``."""
+    return CANVAS.get(model, PLANS[model][1:])
 
 
 @functools.cache
@@ -211,7 +217,7 @@ def table(model: str) -> list[str]:
     lines += ["", f"fast's extra over MD, every step: {fast:.2f} s =", ""]
     lines += [f"- {part}: {s:.2f} s ({100 * s / fast:.0f}%)" for part, s in parts.items()]
     steps, rounds = STEPS.get(model, 10), ROUNDS.get(model, 3)
-    _, wide, fraction = PLANS[model]
+    wide, fraction = plan(model)
     title = f"{model}: {wide} windows wide, stride window/{fraction}, {steps} steps, min of {rounds}:"
     return [title, "", *lines]
 
