@@ -10,6 +10,7 @@ decodable image) before anything runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import threading
 import uuid
 from collections import defaultdict, deque
@@ -20,6 +21,7 @@ from typing import Any
 
 from syncguide.app.runner import Run
 from syncguide.cli import generate, layout, panorama
+from syncguide.cli.options import key_option
 from syncguide.cli.parser import RaisingParser, make_parser, option_actions, subcommands
 from syncguide.cli.recall import stored_settings
 from syncguide.errors import UsageError
@@ -81,26 +83,27 @@ class Service:
 
     # ----- defaults the forms start from
 
-    def geometry(self) -> panorama.Geometry:
-        """Window and VAE scale of the panorama model (its family's defaults), from its config."""
-        return panorama.model_geometry(self.panorama_model(), None)
+    @functools.cached_property
+    def resolved_model(self) -> tuple[str, bool]:
+        """``(the panorama model as the command line resolves it, is it the demo model)``."""
+        return panorama._model(self.model, quiet=True)
 
-    def panorama_model(self) -> str:
-        """The panorama model as the command line resolves it (the demo model's directory when none is given)."""
-        return panorama._model(self.model, quiet=True)[0]
+    @functools.cached_property
+    def geometry(self) -> panorama.Geometry:
+        """Window, VAE scale and default scheduler of the panorama model (its family's), from its config."""
+        return panorama.model_geometry(self.resolved_model[0], None)
 
     def defaults(self, command: str) -> dict[str, Any]:
         """The form's initial values for ``command``: the command line's defaults, resolved for the model."""
         if command == "generate":
             args = self.commands["generate"].parse_args([])
             return {k: getattr(args, k) for k in ("n", "steps", "scheduler", "eta", "seed")}
-        model, demo = panorama._model(self.model, quiet=True)
-        geometry = panorama.model_geometry(model, None)
+        demo, geometry = self.resolved_model[1], self.geometry
         perceptual = "demo-clip" if demo else "lpips-vgg"
         settings = panorama.resolve_settings({}, "syncdiffusion", geometry, demo, perceptual)
         values = settings.to_parameters(layout=command == "layout")
         options = option_actions(self.commands[command])
-        values = {k: v for k, v in values.items() if "--" + k.replace("_", "-") in options}  # not window, ...
+        values = {k: v for k, v in values.items() if key_option(k) in options}  # not window, ...
         return {**values, "seed": 0, "method": "syncdiffusion", "scheduler": geometry.scheduler_name}
 
     # ----- requests
@@ -112,7 +115,7 @@ class Service:
         for name, value in values.items():
             if value is None or value == "" or name in ("prompt", "preview_every") or name.startswith("region"):
                 continue
-            option = "--" + name.replace("_", "-")
+            option = key_option(name)
             if option not in options:
                 raise UsageError(f"{name}: not a setting of {command}")
             if name in FILE_FIELDS:
@@ -171,8 +174,7 @@ class Service:
     @staticmethod
     def _limit(name: str, value: int | None, limit: int, flag: str) -> None:
         if value is not None and value > limit:
-            option = "--" + name.replace("_", "-")
-            raise UsageError(f"{option}: at most {limit} in this app (syncguide app {flag}); got {value}")
+            raise UsageError(f"{key_option(name)}: at most {limit} in this app (syncguide app {flag}); got {value}")
 
     def _fresh_output(self, command: str, seed: int) -> Path:
         """A new name under ``outputs``: a file for panorama / layout, a directory for generate's samples."""

@@ -79,7 +79,7 @@ def _number(label: str, value: Any, name: str, **kwargs: Any) -> gr.Number:
 
 def _panorama_form(service: Service, command: str, d: dict[str, Any]) -> dict[str, Any]:
     """The panorama / layout form (layout: background, regions, bootstrapping, sync-regions)."""
-    geometry = service.geometry()
+    geometry = service.geometry
     pixels, step = geometry.window * geometry.scale, geometry.scale
     limit = max(service.limits.max_width, pixels)
     form: dict[str, Any] = {}

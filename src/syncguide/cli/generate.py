@@ -102,8 +102,13 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--out: {clash[0]} exists; pass --overwrite to replace samples")
 
 
+def sample_path(args: argparse.Namespace, index: int) -> Path:
+    """Where sample ``index`` of ``args``'s run goes: ``OUT/sample-SEED-INDEX.png``."""
+    return args.out / f"sample-{args.seed}-{index:03d}.png"
+
+
 def output_paths(args: argparse.Namespace) -> list[Path]:
-    return [args.out / f"sample-{args.seed}-{i:03d}.png" for i in range(args.start, args.start + args.n)]
+    return [sample_path(args, i) for i in range(args.start, args.start + args.n)]
 
 
 @dataclass
@@ -139,7 +144,7 @@ class GenerateJob:
     def save(self, indices: range, images: list[Any]) -> list[Path]:
         """Write samples ``indices`` (atomically, each with its parameters); their paths."""
         self.args.out.mkdir(exist_ok=True)
-        paths = [self.args.out / f"sample-{self.args.seed}-{i:03d}.png" for i in indices]
+        paths = [sample_path(self.args, i) for i in indices]
         for index, image, path in zip(indices, images, paths, strict=True):
             save_png(image, path, {**self.parameters, "index": index}, self.args.overwrite)
         return paths

@@ -10,9 +10,9 @@ import warnings
 from collections.abc import Sequence
 
 from syncguide.cli import app, batch, demo, evaluate, finetune, generate, info, layout, panorama, recall, reproduce
-from syncguide.cli.options import error_message
+from syncguide.cli.options import BAD_INPUT, error_message
 from syncguide.cli.parser import Parser, make_parser
-from syncguide.errors import NonFiniteError, OutOfMemory, SettingError, UsageError
+from syncguide.errors import UsageError
 
 COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce, info, app)
 """The subcommand modules, in the order ``--help`` lists them."""
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
-    except (OutOfMemory, UsageError, SettingError, NonFiniteError) as error:
+    except BAD_INPUT as error:
         print(f"syncguide {command_name(args)}: error: {error_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:

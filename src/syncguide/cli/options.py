@@ -32,6 +32,16 @@ def option_name(setting: str) -> str:
     return POSITIONALS.get(setting) or settings.option_name(setting)
 
 
+def key_option(key: str) -> str:
+    """The option of a stored-parameter / form key (``sync_weight`` -> ``--sync-weight``, ``steps`` -> ``--steps``):
+    keys are option names with underscores (:meth:`syncguide.settings.PanoramaSettings.to_parameters`)."""
+    return "--" + key.replace("_", "-")
+
+
+BAD_INPUT = (OutOfMemory, UsageError, SettingError, NonFiniteError)
+"""The errors that are bad input (one line, exit status 2), not bugs: :func:`error_message` has their lines."""
+
+
 def usage_message(error: SettingError) -> str:
     """``--option: rule``: the text of the one-line error a SettingError becomes."""
     return f"{option_name(error.setting)}: {error.rule}"
@@ -44,7 +54,7 @@ def error_message(error: BaseException) -> str | None:
         return error.message(option_name)
     if isinstance(error, SettingError):
         return usage_message(error)
-    if isinstance(error, UsageError | NonFiniteError):
+    if isinstance(error, BAD_INPUT):
         return str(error)
     return None
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from syncguide.cli.options import key_option
 from syncguide.cli.parser import option_actions, subcommands
 from syncguide.errors import UsageError
 from syncguide.images import read_image
@@ -83,7 +84,7 @@ def _command_options(parser: argparse.ArgumentParser, command: str) -> dict[str,
 
 def _tokens(key: str, value: Any, options: dict[str, argparse.Action]) -> list[str]:
     """The tokens that set stored ``key`` to ``value`` (none if the command has no such option or it is unset)."""
-    option = "--" + key.replace("_", "-")
+    option = key_option(key)
     if key in IGNORED or option not in options or value is None or value is False:
         return []
     if value is True:
