@@ -35,6 +35,11 @@ class NonFiniteError(ArithmeticError):
         self.total = total
 
 
+class ParallelError(RuntimeError):
+    """A run split over several processes lost one of them (it stopped, or did not answer within the timeout):
+    the run ends on every process, nothing is returned or written. The message is one line."""
+
+
 ADVICE = {
     "a denoising call": ("view_batch_size",),
     "the sync pass": ("sync_batch_size", "sync_checkpointing", "view_batch_size"),

@@ -13,6 +13,7 @@ are the fields of :class:`~syncguide.settings.PanoramaSettings`, passed as keywo
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -26,7 +27,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from syncguide import memory
+from syncguide import memory, parallel
 from syncguide.errors import OutOfMemory, SettingError
 from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
 from syncguide.guidance.semantic import Guidance
@@ -80,6 +81,7 @@ class _Call:
     sync_decoder: torch.nn.Module | None = None
     preview: Callable[[int, list[PIL.Image.Image]], None] | None = None
     preview_every: int = 5
+    parallel: bool = False
 
 
 class SyncDiffusionPipeline(DiffusionPipeline):
@@ -205,6 +207,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         sync_decoder: torch.nn.Module | None = None,
         preview: Callable[[int, list[PIL.Image.Image]], None] | None = None,
         preview_every: int = 5,
+        parallel: bool = False,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate panoramas.
@@ -230,6 +233,12 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             preview, preview_every: live previews: ``preview(i, images)`` gets the fused x0 prediction of step i
                 as PIL images every ``preview_every`` steps and at the last, decoded by ``sync_decoder`` when given
                 (a tiny decoder: nearly free), else the VAE.
+            parallel: window parallelism (:mod:`syncguide.parallel`): in a run of several processes (``accelerate
+                launch --num_processes N``, each process with its own device and the same arguments), each process
+                denoises its share of the windows and of the sync and SDG gradient passes, and all return the
+                same images, bit for bit those of one process (on the same kind of device). A SettingError if the
+                processes were given different prompts, settings, seeds or models; ParallelError if one stops or
+                does not answer. Only rank 0 shows a progress bar. One process: the same as False.
             memory_check: estimate the memory the run needs first (:mod:`syncguide.memory`) and raise
                 :class:`~syncguide.errors.OutOfMemory` (a MemoryError saying which settings shrink it) where it
                 clearly exceeds what the device has free; an out-of-memory error while sampling raises the same.
@@ -258,6 +267,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             sync_decoder,
             preview,
             preview_every,
+            parallel,
         )
         return self._generate([cond], None, settings, call)
 
@@ -278,6 +288,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         sync_decoder: torch.nn.Module | None = None,
         preview: Callable[[int, list[PIL.Image.Image]], None] | None = None,
         preview_every: int = 5,
+        parallel: bool = False,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate images from a layout: a background prompt plus (prompt, mask) regions (region MultiDiffusion).
@@ -319,6 +330,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             sync_decoder,
             preview,
             preview_every,
+            parallel,
         )
         return self._generate(conds, layout, settings, call)
 
@@ -372,8 +384,17 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         if call.memory_check:
             latent = (size[0], size[1] + 2 * wrap)
             self._check_memory(backbone, settings, latent, window, b, len(plan.windows), conds[0], device)
+        workers = parallel.join(device) if call.parallel else parallel.Workers(device=device)
         shape = (b, backbone.latent_channels, *size)
         latents = self._initial_latents(shape, call.generator, call.latents, device, backbone.dtype)
+        workers.check_same(self._fingerprint(conds, settings, latents, plan.weights))
+        calls = -(-len(plan.windows) // settings.view_batch_size)
+        if workers.main and workers.size > calls:
+            warnings.warn(
+                f"window parallelism: {workers.size} processes share {calls} model calls a step (view_batch_size"
+                f" {settings.view_batch_size}): a smaller view_batch_size gives every process work",
+                stacklevel=3,
+            )
         backbone.set_timesteps(self.scheduler, settings.num_inference_steps, device, window)
         rows_per_call = settings.view_batch_size * b
         denoiser = WindowDenoiser(
@@ -383,6 +404,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             settings.guidance_scale,
             rows_per_call,
             plan.positions(b, backbone.vae_scale).to(device),
+            workers,
         )
         hooks = self._hooks(backbone, settings, layout, window, call, device, b)
         callback = None
@@ -399,13 +421,32 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 hooks,
                 callback,
                 denoised="denoised" in call.tensor_inputs or call.preview is not None,
-                progress=lambda steps: self._labelled_progress(steps, _label(settings, layout)),
+                progress=self._progress(_label(settings, layout), workers.main),
                 generator=_first(call.generator),
                 eta=settings.eta,
             )
+            workers.barrier()  # every process finished: a run that lost one returns nothing
             images = self._postprocess(backbone, latents, call.output_type, wrap)
         self.maybe_free_model_hooks()
         return PanoramaOutput(images=images) if call.return_dict else (images, None)
+
+    def _fingerprint(
+        self, conds: list[Conditioning], settings: PanoramaSettings, latents: torch.Tensor, masks: torch.Tensor | None
+    ) -> dict[str, bytes]:
+        """What every process of a parallel run must share, by part: the model (its components' configs and
+        dtype), the prompt (the conditioning tensors), the settings, the seed (the initial noise), the layout."""
+        model = [f"{self.dtype}"]
+        for name, component in sorted(self.components.items()):
+            config = getattr(component, "config", None)
+            model.append(f"{name}={type(component).__name__}:{dict(config) if isinstance(config, dict) else config}")
+        tensors = [v for c in conds for part in (c.cond, c.uncond or {}) for _, v in sorted(part.items())]
+        return {
+            "model": "\n".join(model).encode(),
+            "prompt": parallel.tensor_bytes(*tensors),
+            "settings": repr(settings).encode(),
+            "seed (initial noise)": parallel.tensor_bytes(latents),
+            "layout": parallel.tensor_bytes(masks),
+        }
 
     def _check_memory(
         self,
@@ -442,6 +483,10 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             element,
         )
         memory.check_fits(need, device, state)
+
+    def _progress(self, label: str, shown: bool) -> Callable[[Any], Any]:
+        """The loop's progress bar, labelled ``label``; none where not ``shown`` (ranks other than 0)."""
+        return (lambda steps: self._labelled_progress(steps, label)) if shown else iter
 
     def _labelled_progress(self, steps: Any, label: str) -> Any:
         """diffusers' progress bar over ``steps``, labelled ``label`` unless the user's config has a ``desc``."""

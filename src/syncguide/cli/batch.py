@@ -132,6 +132,8 @@ def parse_item(parser: argparse.ArgumentParser, item: Item, path: Path | None = 
         raise ItemParseError("--out: not an item argument (an item's output is its manifest output under --out)")
     if getattr(args, "from_png", None) is not None:
         raise ItemParseError("--from: not an item argument (give an item its settings as arguments)")
+    if args.window_parallel:
+        raise ItemParseError("--window-parallel: not an item argument (batch splits its items across processes)")
     if args.prompt is None:
         raise ItemParseError("PROMPT: a prompt is required")
     args.out = path

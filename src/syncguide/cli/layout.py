@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 from syncguide.cli import panorama
-from syncguide.cli.io import save_png
 from syncguide.cli.recall import add_from_option
 from syncguide.errors import UsageError
 from syncguide.layout import Layout, Region
@@ -107,12 +105,7 @@ def run(args: argparse.Namespace) -> int:
     job, layout = prepare(args)
     start = time.perf_counter()
     image = job.pipe.layout(layout, **job.call_arguments()).images[0]
-    save_png(image, args.out, job.parameters, args.overwrite)
-    print(
-        json.dumps(
-            {**job.parameters, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False
-        )
-    )
+    panorama.report(job, args, image, start)
     return 0
 
 

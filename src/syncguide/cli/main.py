@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from syncguide.cli import app, batch, demo, evaluate, finetune, generate, info, layout, panorama, recall, reproduce
 from syncguide.cli.options import BAD_INPUT, error_message
 from syncguide.cli.parser import Parser, make_parser
-from syncguide.errors import UsageError
+from syncguide.errors import ParallelError, UsageError
 
 COMMANDS = (panorama, layout, generate, finetune, demo, batch, evaluate, reproduce, info, app)
 """The subcommand modules, in the order ``--help`` lists them."""
@@ -49,7 +49,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 Ctrl-C, 143 SIGTERM).
+    """Run the command line; returns the exit status (0 ok, 1 a parallel run lost a process, 2 bad input, 130 Ctrl-C,
+    143 SIGTERM).
 
     Bad input, a :class:`~syncguide.errors.UsageError` from the command line or a
     :class:`~syncguide.errors.SettingError` from the library (mapped to its option by
@@ -75,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BAD_INPUT as error:
         print(f"syncguide {command_name(args)}: error: {error_message(error)}", file=sys.stderr)
         return 2
+    except ParallelError as error:  # a run over several processes lost one: not bad input, but no traceback either
+        print(f"syncguide {command_name(args)}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         terminated = isinstance(interrupt, Terminated)
         print(f"syncguide {command_name(args)}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)

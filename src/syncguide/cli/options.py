@@ -23,13 +23,15 @@ POSITIONALS: dict[str, str] = {
     "prompt": "PROMPT",
 }
 """Settings set by a positional argument, named by its metavar (in capitals)."""
+OPTIONS: dict[str, str] = {"parallel": "--window-parallel"}
+"""Library keywords whose option is not named after them."""
 
 
 def option_name(setting: str) -> str:
     """The command-line name of library setting ``setting``: a positional's metavar (:data:`POSITIONALS`), else
     :func:`syncguide.settings.option_name` (``num_inference_steps`` -> ``--steps``, ``sync_weight`` ->
     ``--sync-weight``)."""
-    return POSITIONALS.get(setting) or settings.option_name(setting)
+    return POSITIONALS.get(setting) or OPTIONS.get(setting) or settings.option_name(setting)
 
 
 def key_option(key: str) -> str:

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import io
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from syncguide.hub import HUB_ID, check_hub
 from syncguide.metrics.reference_networks import load_lpips
 from syncguide.models import families
 from syncguide.models.flux import DEFAULT_WINDOW as DEFAULT_FLUX_WINDOW
+from syncguide.parallel import Workers, join
 from syncguide.pipeline import SyncDiffusionPipeline
 from syncguide.schedulers import FLOW_SCHEDULERS, SCHEDULERS, check_steps, make_scheduler
 from syncguide.settings import PanoramaSettings, option_name
@@ -77,6 +79,7 @@ class PanoramaJob:
     sync_decoder: torch.nn.Module | None = None
     preview: Path | None = None
     preview_every: int = 5
+    workers: Workers = dataclasses.field(default_factory=Workers)
 
     def call_arguments(self) -> dict[str, Any]:
         """The keyword arguments of the pipeline call other than the prompt or layout."""
@@ -87,9 +90,13 @@ class PanoramaJob:
             "semantic_guidance": self.semantic_guidance,
             "memory_check": self.memory_check,
             "sync_decoder": self.sync_decoder,
-            "preview": None if self.preview is None else functools.partial(write_preview, self.preview),
+            "preview": None if self.preview is None or not self.workers.main else self._preview(),
             "preview_every": self.preview_every,
+            "parallel": self.workers.size > 1,
         }
+
+    def _preview(self) -> Any:
+        return functools.partial(write_preview, self.preview)
 
 
 def add_parser(sub: Any) -> None:
@@ -151,6 +158,18 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     p.add_argument(
+        "--window-parallel",
+        action="store_true",
+        help="share this image's windows among the processes of `accelerate launch --num_processes N ...` (one device"
+        " each; the PNG equals one process's, written by process 0)",
+    )
+    p.add_argument(
+        "--parallel-timeout",
+        type=float,
+        default=600.0,
+        help="with --window-parallel: seconds to wait for another process before ending the run (default 600)",
+    )
+    p.add_argument(
         "--no-memory-check",
         dest="memory_check",
         action="store_false",
@@ -178,13 +197,16 @@ def run(args: argparse.Namespace) -> int:
     job = prepare(args)
     start = time.perf_counter()
     image = job.pipe(job.prompt, **job.call_arguments()).images[0]
-    save_png(image, args.out, job.parameters, args.overwrite)
-    print(
-        json.dumps(
-            {**job.parameters, "out": str(args.out), "seconds": round(time.perf_counter() - start, 2)}, allow_nan=False
-        )
-    )
+    report(job, args, image, start)
     return 0
+
+
+def report(job: PanoramaJob, args: argparse.Namespace, image: Any, start: float) -> None:
+    """Save the PNG with its parameters and print them as one JSON line (process 0 only in a parallel run)."""
+    if job.workers.main:
+        save_png(image, args.out, job.parameters, args.overwrite)
+        seconds = round(time.perf_counter() - start, 2)
+        print(json.dumps({**job.parameters, "out": str(args.out), "seconds": seconds}, allow_nan=False))
 
 
 def prepare(
@@ -205,8 +227,9 @@ def prepare(
         check_output_dir(args.preview, "--preview")
     if args.preview_every < 1:
         raise UsageError(f"--preview-every: must be >= 1; got {args.preview_every}")
-    device = resolve_device(args.device)
-    model, demo = _model(args.model, quiet)
+    workers = window_workers(args)
+    device = workers.device if args.window_parallel else resolve_device(args.device)
+    model, demo = _model(args.model, quiet or not workers.main)
     perceptual = args.perceptual if args.perceptual != "auto" else ("demo-clip" if demo else "lpips-vgg")
     geometry = model_geometry(model, args.scheduler)
     settings = resolve_settings(given, args.method, geometry, demo, perceptual)
@@ -245,7 +268,22 @@ def prepare(
         decoder,
         args.preview,
         args.preview_every,
+        workers,
     )
+
+
+def window_workers(args: argparse.Namespace) -> Workers:
+    """``--window-parallel``: this process's place in the launched run, on its own device (``cuda:LOCAL_RANK``
+    under accelerate; the CPU for ``--device cpu`` or without CUDA); one process otherwise."""
+    if not (0 < args.parallel_timeout < math.inf):
+        raise UsageError(f"--parallel-timeout: must be a positive number of seconds; got {args.parallel_timeout}")
+    if not args.window_parallel:
+        return Workers()
+    if args.device not in ("auto", "cpu"):
+        rule = "each process takes its own device (auto or cpu)"
+        raise UsageError(f"--device: with --window-parallel {rule}; got {args.device}")
+    device = torch.device("cpu") if args.device == "cpu" or not torch.cuda.is_available() else None
+    return join(device, args.parallel_timeout)
 
 
 def _model(spec: str | None, quiet: bool) -> tuple[str, bool]:

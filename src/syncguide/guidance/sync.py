@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from syncguide.guidance.perceptual import PerceptualLoss, per_image
+from syncguide.parallel import Workers
 
 # to_image(x, rows) -> decoded x0 prediction of the noisy window latents x (rows of the window stack), in [0, 1].
 ToImage = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -53,6 +54,7 @@ def synchronize(
     loss: PerceptualLoss,
     weight: float,
     batch_size: int,
+    workers: Workers | None = None,
 ) -> torch.Tensor:
     """One SyncDiffusion gradient step on every non-anchor window.
 
@@ -64,22 +66,27 @@ def synchronize(
         loss: perceptual distance on [-1, 1] images, one value per image.
         weight: step size w_i; the raw gradient is used (no normalisation or clipping, as in the paper).
         batch_size: windows per gradient pass (bounds memory).
+        workers: processes sharing the work (:mod:`syncguide.parallel`): the anchor window's owner computes the
+            anchor image and broadcasts it; each process takes its share of the gradient passes.
     Returns:
         ``(N * B, C, h, w)``: ``x_j - weight * d loss(img_j, img_anchor) / d x_j`` for j != anchor.
     """
+    workers = workers or Workers()
     b = views.shape[0] // n_windows
     anchor_rows = torch.arange(anchor * b, (anchor + 1) * b)
     with torch.no_grad():
-        target = to_image(views[anchor_rows], anchor_rows) * 2 - 1
+        owner = workers.owner(anchor, n_windows)
+        target = workers.broadcast(owner, lambda: to_image(views[anchor_rows], anchor_rows)) * 2 - 1
     others = [j for j in range(n_windows) if j != anchor]
-    updated = views.clone()
-    for start in range(0, len(others), batch_size):
-        chunk = others[start : start + batch_size]
-        rows = torch.tensor([j * b + k for j in chunk for k in range(b)])
-        x = views[rows].detach().requires_grad_(True)
+    chunks = [others[start : start + batch_size] for start in range(0, len(others), batch_size)]
+    passes = [torch.tensor([j * b + k for j in chunk for k in range(b)]) for chunk in chunks]
+
+    def step(k: int) -> torch.Tensor:
+        x = views[passes[k]].detach().requires_grad_(True)
         with torch.enable_grad():
-            images = to_image(x, rows) * 2 - 1
-            distance = per_image(loss, images, target.repeat(len(chunk), 1, 1, 1))
+            images = to_image(x, passes[k]) * 2 - 1
+            distance = per_image(loss, images, target.repeat(len(chunks[k]), 1, 1, 1))
             (grad,) = torch.autograd.grad(distance.sum(), x)
-        updated[rows] = (x - weight * grad).detach()
-    return updated
+        return (x - weight * grad).detach()
+
+    return workers.map_rows(step, passes, views.detach().clone())

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide.models.backbone import Backbone, Conditioning, iterate_rows
+from syncguide.parallel import Workers
 
 
 @dataclass
@@ -15,7 +16,8 @@ class WindowDenoiser:
     """Answers ``output`` and ``x0`` for rows of the window stack (k-diffusion's denoiser-wrapper idea).
 
     ``cond`` and ``positions`` ``(n, 2)`` (each row's window corner in pixels) cover all n rows of the stack;
-    ``rows_per_call`` bounds a model call.
+    ``rows_per_call`` bounds a model call; ``workers`` share the model calls of :meth:`output` (window parallelism,
+    :mod:`syncguide.parallel`; default one process).
     """
 
     backbone: Backbone
@@ -24,12 +26,14 @@ class WindowDenoiser:
     guidance_scale: float
     rows_per_call: int
     positions: torch.Tensor
+    workers: Workers = field(default_factory=Workers)
 
     def output(self, views: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The guided model output for every row of ``views`` ``(n, C, h, w)``, ``rows_per_call`` per call."""
-        return torch.cat(
-            [self.predict(views[rows], t, rows) for rows in iterate_rows(views.shape[0], self.rows_per_call)]
-        )
+        """The guided model output for every row of ``views`` ``(n, C, h, w)``, ``rows_per_call`` per call (each
+        process of ``workers`` making its share of the calls)."""
+        calls = list(iterate_rows(views.shape[0], self.rows_per_call))
+        out = torch.empty_like(views)
+        return self.workers.map_rows(lambda k: self.predict(views[calls[k]], t, calls[k]), calls, out)
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
         """The guided model output for ``x``, rows ``rows`` of the stack; differentiable in ``x``."""

@@ -144,7 +144,10 @@ class SyncHook(StepHook):
                     output = held[stack_rows] if held is not None else denoiser.predict(x, step.t, stack_rows)
                     return self.decode(denoiser, denoiser.x0(x, output, step.t))
 
-                views[rows] = synchronize(views[rows], n_windows, anchor, to_image, loss, weight, options.batch_size)
+                synced = synchronize(
+                    views[rows], n_windows, anchor, to_image, loss, weight, options.batch_size, denoiser.workers
+                )
+                views[rows] = synced
         return views
 
     def decode(self, denoiser: WindowDenoiser, x0: torch.Tensor) -> torch.Tensor:
@@ -228,12 +231,16 @@ class SemanticHook(StepHook):
     def after_predict(self, step: Step, views: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         if not self.guidance.active(step.index, step.total):
             return output
-        denoiser, shifted = step.denoiser, []
-        for rows in iterate_rows(views.shape[0], self.rows_per_pass):
+        denoiser = step.denoiser
+        passes = list(iterate_rows(views.shape[0], self.rows_per_pass))
 
-            def decoded_x0(x: torch.Tensor, rows: slice = rows) -> torch.Tensor:
+        def shifted(k: int) -> torch.Tensor:
+            rows = passes[k]
+
+            def decoded_x0(x: torch.Tensor) -> torch.Tensor:
                 return denoiser.backbone.decode(denoiser.x0(x, output[rows], step.t)) * 2 - 1
 
             grad = guidance_gradient(self.guidance, views[rows], None, step.index, step.total, to_image=decoded_x0)
-            shifted.append(shift_score(denoiser.scheduler, output[rows], grad, step.t))
-        return torch.cat(shifted)
+            return shift_score(denoiser.scheduler, output[rows], grad, step.t)
+
+        return denoiser.workers.map_rows(shifted, passes, torch.empty_like(output))
