@@ -18,8 +18,11 @@ def views(height: int, width: int, window: int, stride: int) -> list[tuple[int, 
 
 
 @torch.no_grad()
-def multidiffusion(pipe, prompt: str, latents: torch.Tensor, steps: int, cfg: float, stride: int, scheduler=None):
-    """Final latents of MultiDiffusion with a separate copy of ``scheduler`` for every window."""
+def multidiffusion(
+    pipe, prompt: str, latents: torch.Tensor, steps: int, cfg: float, stride: int, scheduler=None, control=None
+):
+    """Final latents of MultiDiffusion with a separate copy of ``scheduler`` for every window; ``control``
+    ``(controlnet, image (1, 3, 8h, 8w) in [0, 1], scale)``: each window's ControlNet sees its own crop."""
     unet, window = pipe.unet, pipe.unet.config.sample_size
     ids = pipe.tokenizer(
         [prompt, ""], padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt"
@@ -34,7 +37,20 @@ def multidiffusion(pipe, prompt: str, latents: torch.Tensor, steps: int, cfg: fl
         for (top, left), sched in zip(grid, schedulers, strict=True):
             x = latents[:, :, top : top + window, left : left + window]
             inp = sched.scale_model_input(x, t)
-            out = unet(torch.cat([inp, inp]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+            extra = {}
+            if control is not None:
+                net, image, scale = control
+                crop = image[:, :, top * 8 : (top + window) * 8, left * 8 : (left + window) * 8]
+                down, mid = net(
+                    torch.cat([inp, inp]),
+                    t,
+                    encoder_hidden_states=torch.cat([uncond, cond]),
+                    controlnet_cond=torch.cat([crop, crop]),
+                    conditioning_scale=scale,
+                    return_dict=False,
+                )
+                extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+            out = unet(torch.cat([inp, inp]), t, encoder_hidden_states=torch.cat([uncond, cond]), **extra).sample
             out_uncond, out_cond = out.chunk(2)
             eps = out_uncond + cfg * (out_cond - out_uncond)
             x = sched.step(eps, t, x).prev_sample

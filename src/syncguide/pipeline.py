@@ -13,6 +13,7 @@ are the fields of :class:`~syncguide.settings.PanoramaSettings`, passed as keywo
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from syncguide import memory, parallel
+from syncguide.control import CONTROL, Control, as_multi, control_tensor, fit_control_image, n_nets, window_crops
 from syncguide.errors import OutOfMemory, SettingError
 from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
 from syncguide.guidance.semantic import Guidance
@@ -40,6 +42,7 @@ from syncguide.sampling.denoiser import WindowDenoiser
 from syncguide.sampling.hooks import (
     Bootstrap,
     BootstrapHook,
+    ControlHook,
     SemanticHook,
     StepHook,
     SyncHook,
@@ -82,6 +85,17 @@ class _Call:
     preview: Callable[[int, list[PIL.Image.Image]], None] | None = None
     preview_every: int = 5
     parallel: bool = False
+    control: ControlArguments | None = None
+
+
+@dataclass(frozen=True)
+class ControlArguments:
+    """The ControlNet arguments of a call, under diffusers' names (one value, or one per ControlNet)."""
+
+    control_image: Any
+    controlnet_conditioning_scale: float | list[float] = 1.0
+    control_guidance_start: float | list[float] = 0.0
+    control_guidance_end: float | list[float] = 1.0
 
 
 class SyncDiffusionPipeline(DiffusionPipeline):
@@ -113,9 +127,20 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         tokenizer: CLIPTokenizer,
         unet: UNet2DConditionModel,
         scheduler: Any,
+        controlnet: Any = None,
     ) -> None:
+        """``controlnet``: a diffusers ``ControlNetModel``, or a list of them (diffusers' ``MultiControlNetModel``),
+        for ``control_image=`` calls; None: none. It is an optional parameter, not one of :attr:`components`, so
+        ``StableDiffusionPipeline(**pipe.components)`` keeps working; pass it to ``from_pretrained`` or here."""
         super().__init__()
-        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            controlnet=as_multi(controlnet),
+        )
         self._default_loss: PerceptualLoss | None = None
 
     @classmethod
@@ -208,6 +233,10 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         preview: Callable[[int, list[PIL.Image.Image]], None] | None = None,
         preview_every: int = 5,
         parallel: bool = False,
+        control_image: Any = None,
+        controlnet_conditioning_scale: float | list[float] = 1.0,
+        control_guidance_start: float | list[float] = 0.0,
+        control_guidance_end: float | list[float] = 1.0,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate panoramas.
@@ -239,6 +268,12 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 same images, bit for bit those of one process (on the same kind of device). A SettingError if the
                 processes were given different prompts, settings, seeds or models; ParallelError if one stops or
                 does not answer. Only rank 0 shows a progress bar. One process: the same as False.
+            control_image: with the pipeline's ``controlnet``: the control image of the whole canvas (PIL image,
+                array or tensor in [0, 1]; a list, one per ControlNet), resized to the canvas (its aspect ratio may
+                differ by :data:`syncguide.control.ASPECT_TOLERANCE` at most); each window gets its own crop, which
+                wraps in 360-degree mode. ``controlnet_conditioning_scale``, ``control_guidance_start``,
+                ``control_guidance_end``: as in diffusers' ControlNet pipelines (one value, or one per ControlNet).
+                Exact sync differentiates through the ControlNet; fast sync holds its output (and so its residuals).
             memory_check: estimate the memory the run needs first (:mod:`syncguide.memory`) and raise
                 :class:`~syncguide.errors.OutOfMemory` (a MemoryError saying which settings shrink it) where it
                 clearly exceeds what the device has free; an out-of-memory error while sampling raises the same.
@@ -268,6 +303,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             preview,
             preview_every,
             parallel,
+            _control_arguments(
+                control_image, controlnet_conditioning_scale, control_guidance_start, control_guidance_end
+            ),
         )
         return self._generate([cond], None, settings, call)
 
@@ -289,6 +327,10 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         preview: Callable[[int, list[PIL.Image.Image]], None] | None = None,
         preview_every: int = 5,
         parallel: bool = False,
+        control_image: Any = None,
+        controlnet_conditioning_scale: float | list[float] = 1.0,
+        control_guidance_start: float | list[float] = 0.0,
+        control_guidance_end: float | list[float] = 1.0,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate images from a layout: a background prompt plus (prompt, mask) regions (region MultiDiffusion).
@@ -331,6 +373,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             preview,
             preview_every,
             parallel,
+            _control_arguments(
+                control_image, controlnet_conditioning_scale, control_guidance_start, control_guidance_end
+            ),
         )
         return self._generate(conds, layout, settings, call)
 
@@ -397,16 +442,20 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             )
         backbone.set_timesteps(self.scheduler, settings.num_inference_steps, device, window)
         rows_per_call = settings.view_batch_size * b
+        control, control_rows = self._control(call.control, settings, backbone, plan, b, size, window, device)
         denoiser = WindowDenoiser(
             backbone,
             self.scheduler,
-            plan_conditioning(conds, plan),
+            self._with_control(plan_conditioning(conds, plan), control_rows),
             settings.guidance_scale,
             rows_per_call,
             plan.positions(b, backbone.vae_scale).to(device),
             workers,
         )
         hooks = self._hooks(backbone, settings, layout, window, call, device, b)
+        if control is not None:
+            backbone.control = control
+            hooks.insert(0, ControlHook(control))  # first: sync's gradient pass calls the model too
         callback = None
         if call.callback_on_step_end is not None:
             callback = self._wrap_callback(call.callback_on_step_end, call.tensor_inputs)
@@ -429,6 +478,62 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             images = self._postprocess(backbone, latents, call.output_type, wrap)
         self.maybe_free_model_hooks()
         return PanoramaOutput(images=images) if call.return_dict else (images, None)
+
+    def _control(
+        self,
+        arguments: ControlArguments | None,
+        settings: PanoramaSettings,
+        backbone: Backbone,
+        plan: Any,
+        b: int,
+        size: tuple[int, int],
+        window: int,
+        device: torch.device,
+    ) -> tuple[Control | None, list[torch.Tensor]]:
+        """The call's :class:`~syncguide.control.Control` and each ControlNet's crops for every row of the stack
+        ``(n * b, 3, s, s)`` (None, [] without a ControlNet); SettingError for a control image without a
+        ControlNet or the reverse, a family without ControlNet support, a wrong count, batch or aspect ratio."""
+        net = getattr(self, "controlnet", None)
+        if arguments is None and net is None:
+            return None, []
+        if net is None:
+            raise SettingError("control_image", "needs a pipeline with a controlnet (from_pretrained(.., controlnet=))")
+        if arguments is None:
+            raise SettingError("control_image", "is required: this pipeline has a controlnet")
+        if not isinstance(backbone, StableDiffusionBackbone):
+            raise SettingError("controlnet", f"is not supported for {families.NAMES[self.family]} yet (SD 1.x/2.x)")
+        n = n_nets(net)
+        images = arguments.control_image if n > 1 else [arguments.control_image]
+        if not isinstance(images, list | tuple) or len(images) != n:
+            raise SettingError("control_image", f"must be a list of {n} images, one per ControlNet")
+        scale = backbone.vae_scale
+        corners = plan.positions(b, scale)
+        rows = []
+        for image in images:
+            parts = image if isinstance(image, list | tuple) else [image]
+            tensor = torch.cat([control_tensor(part) for part in parts])
+            if tensor.shape[0] not in (1, b):
+                rule = f"must hold 1 or {b} images (one per output); got {tensor.shape[0]}"
+                raise SettingError("control_image", rule)
+            fitted = fit_control_image(tensor, size[0] * scale, size[1] * scale).to(device, backbone.dtype)
+            rows.append(window_crops(fitted, corners, window * scale, settings.circular_padding))
+        steps = settings.num_inference_steps
+        values = [
+            _per_net(v, n, name)
+            for v, name in (
+                (arguments.controlnet_conditioning_scale, "controlnet_conditioning_scale"),
+                (arguments.control_guidance_start, "control_guidance_start"),
+                (arguments.control_guidance_end, "control_guidance_end"),
+            )
+        ]
+        return Control(net, *values, total=steps), rows
+
+    @staticmethod
+    def _with_control(cond: Conditioning, rows: list[torch.Tensor]) -> Conditioning:
+        """``cond`` with each ControlNet's crops as conditioning rows (``controlnet_cond_K``)."""
+        if not rows:
+            return cond
+        return Conditioning({**cond.cond, **{f"{CONTROL}_{k}": r for k, r in enumerate(rows)}}, cond.uncond)
 
     def _fingerprint(
         self, conds: list[Conditioning], settings: PanoramaSettings, latents: torch.Tensor, masks: torch.Tensor | None
@@ -596,6 +701,18 @@ def _checked_decoder(decoder: torch.nn.Module | None, backbone: Backbone) -> tor
             f"decodes {channels}-channel latents; this model's have {backbone.latent_channels}",
         )
     return decoder
+
+
+def _control_arguments(image: Any, scale: Any, start: Any, end: Any) -> ControlArguments | None:
+    return None if image is None else ControlArguments(image, scale, start, end)
+
+
+def _per_net(value: float | list[float], n: int, name: str) -> list[float]:
+    """One value for each of ``n`` ControlNets: ``value`` repeated, or the list as given (SettingError)."""
+    values = list(value) if isinstance(value, list | tuple) else [value] * n
+    if len(values) != n or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        raise SettingError(name, f"must be a number or a list of {n} numbers (one per ControlNet); got {value!r}")
+    return [float(v) for v in values]
 
 
 def seam_padding(window: int) -> int:

@@ -9,6 +9,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from syncguide.control import CONTROL, Control
 from syncguide.models.backbone import Conditioning
 from syncguide.models.latent import EMBEDS, LatentModel, vae_decode, vae_encode
 
@@ -30,6 +31,7 @@ class StableDiffusionBackbone(LatentModel):
     tokenizer: CLIPTokenizer
     unet: UNet2DConditionModel
     decoder: torch.nn.Module | None = None
+    control: Control | None = None
 
     @property
     def window(self) -> int:
@@ -90,10 +92,21 @@ class StableDiffusionBackbone(LatentModel):
         ``cond`` has n rows; ``positions`` is ignored. Differentiable in ``x`` when called with grad enabled.
         """
         if cond.uncond is None:
-            return self.unet(x, t, encoder_hidden_states=cond.cond[EMBEDS]).sample
-        both = torch.cat([cond.uncond[EMBEDS], cond.cond[EMBEDS]])
-        uncond, guided = self.unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
+            embeds = cond.cond[EMBEDS]
+            return self.unet(x, t, encoder_hidden_states=embeds, **self._control(x, t, embeds, cond, 1)).sample
+        both, x2 = torch.cat([cond.uncond[EMBEDS], cond.cond[EMBEDS]]), torch.cat([x, x])
+        extra = self._control(x2, t, both, cond, 2)
+        uncond, guided = self.unet(x2, t, encoder_hidden_states=both, **extra).sample.chunk(2)
         return uncond + guidance_scale * (guided - uncond)
+
+    def _control(self, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, cond: Conditioning, copies: int) -> dict:
+        """The ControlNet residuals for the UNet call (none without a ControlNet); each row's control crops come
+        with ``cond`` (:data:`syncguide.control.CONTROL`), repeated ``copies`` times as ``x`` is for CFG."""
+        if self.control is None:
+            return {}
+        names = sorted((k for k in cond.cond if k.startswith(CONTROL)), key=lambda k: int(k.rpartition("_")[2]))
+        images = [torch.cat([cond.cond[k]] * copies) for k in names]
+        return self.control.residuals(x, t, embeds, images)
 
 
 def warn_if_cut(tokenizer: CLIPTokenizer, texts: list[str]) -> None:

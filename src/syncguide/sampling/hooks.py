@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from syncguide.control import Control
 from syncguide.guidance.perceptual import PerceptualLoss
 from syncguide.guidance.semantic import Guidance, guidance_gradient
 from syncguide.guidance.sync import SyncSchedule, synchronize
@@ -216,6 +217,18 @@ def bootstrap_views(
     background = add_noise(denoiser.scheduler, colour, noise, t)
     replace = foreground[:, None, None, None] & ~inside
     return torch.where(replace, background.to(views.dtype), views)
+
+
+class ControlHook(StepHook):
+    """Tells the call's ControlNet (:class:`syncguide.control.Control`) which step the loop is at, before any
+    hook or the loop calls the model (its scale is 0 outside ``control_guidance_start/end``)."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+
+    def before_predict(self, step: Step, views: torch.Tensor) -> torch.Tensor:
+        self.control.step, self.control.total = step.index, step.total
+        return views
 
 
 class SemanticHook(StepHook):
