@@ -36,16 +36,21 @@ def fit_control_image(
     if image.dim() != 4 or image.shape[1] != 3:
         raise SettingError("control_image", f"must be (B, 3, H, W) RGB; got shape {tuple(image.shape)}")
     h, w = image.shape[-2:]
-    ratio = (w / h) / (width / height)
-    if abs(ratio - 1) > tolerance:
+    check_aspect(h, w, height, width, tolerance)
+    if (h, w) == (height, width):
+        return image
+    return F.interpolate(image, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+
+
+def check_aspect(h: int, w: int, height: int, width: int, tolerance: float = ASPECT_TOLERANCE) -> None:
+    """SettingError (``control_image``) when an ``h`` x ``w`` image's aspect ratio differs from the ``height`` x
+    ``width`` canvas' by more than ``tolerance`` (relative)."""
+    if abs((w / h) / (width / height) - 1) > tolerance:
         raise SettingError(
             "control_image",
             f"is {w} x {h} px, aspect ratio {w / h:.3f}, but the canvas is {width} x {height} ({width / height:.3f}):"
             f" they may differ by {tolerance:.0%} at most (crop or pad the control image to the canvas' shape)",
         )
-    if (h, w) == (height, width):
-        return image
-    return F.interpolate(image, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
 
 
 def window_crops(image: torch.Tensor, corners: torch.Tensor, size: int, circular: bool = False) -> torch.Tensor:

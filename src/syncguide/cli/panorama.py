@@ -24,6 +24,12 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from syncguide import __version__, registry
 from syncguide.atomic import write_atomic
+from syncguide.cli.control_args import (
+    ControlJob,
+    add_control_options,
+    check_control,
+    load_control,
+)
 from syncguide.cli.guidance_args import (
     add_guidance_options,
     build_guidance,
@@ -80,6 +86,7 @@ class PanoramaJob:
     preview: Path | None = None
     preview_every: int = 5
     workers: Workers = dataclasses.field(default_factory=Workers)
+    control: ControlJob | None = None
 
     def call_arguments(self) -> dict[str, Any]:
         """The keyword arguments of the pipeline call other than the prompt or layout."""
@@ -93,6 +100,7 @@ class PanoramaJob:
             "preview": None if self.preview is None or not self.workers.main else self._preview(),
             "preview_every": self.preview_every,
             "parallel": self.workers.size > 1,
+            **(self.control.call_arguments() if self.control is not None else {}),
         }
 
     def _preview(self) -> Any:
@@ -150,6 +158,7 @@ def add_sampler_options(p: argparse.ArgumentParser, layout: bool = False) -> Non
         " still uses the full VAE (default: none; demo-tiny-decoder with --sync-mode fast on the demo model)",
     )
     add_guidance_options(p, "1e3, content 1e4, style 1e4")
+    add_control_options(p)
     p.add_argument(
         "--scheduler",
         choices=(*SCHEDULERS, *FLOW_SCHEDULERS),
@@ -234,12 +243,14 @@ def prepare(
     geometry = model_geometry(model, args.scheduler)
     settings = resolve_settings(given, args.method, geometry, demo, perceptual)
     check_steps(geometry.scheduler, settings.num_inference_steps)
+    control_images = check_control(args, model, geometry.family, settings.height, settings.width)
     if args.lpips_weights is not None and perceptual != "lpips-vgg":
         raise UsageError(f"--lpips-weights: only the lpips-vgg sync loss uses it; this run's is {perceptual}")
     loss = perceptual_loss(perceptual, device, args.lpips_weights) if settings.syncs else None
     decoder_name = args.sync_decoder or (DEMO_DECODER if demo and settings.sync_mode == "fast" else None)
     decoder = sync_decoder(decoder_name, device, DTYPES[args.dtype]) if decoder_name and settings.syncs else None
     pipe = _pipeline(model, args, geometry.scheduler_name, device, pipelines)
+    pipe, control = _controlled(pipe, args, control_images, device)
     image_size = geometry.window * geometry.scale
     semantic = _semantic_guidance(args, demo, image_size, device) if wants_guidance(args) else None
     params = {
@@ -253,6 +264,7 @@ def prepare(
         "scheduler": geometry.scheduler_name,
         "dtype": args.dtype,
         **(guidance_parameters(args) if semantic is not None else {}),
+        **({"control": control.parameters} if control is not None else {}),
         "device": str(device),
         "syncguide": __version__,
     }
@@ -269,7 +281,21 @@ def prepare(
         args.preview,
         args.preview_every,
         workers,
+        control,
     )
+
+
+def _controlled(
+    pipe: SyncDiffusionPipeline, args: argparse.Namespace, images: list, device: torch.device
+) -> tuple[SyncDiffusionPipeline, ControlJob | None]:
+    """``pipe`` with ``--controlnet``'s ControlNets (a new pipeline sharing its modules, so a cached pipeline stays
+    as it was) and their job; ``pipe`` and None without one."""
+    if not args.controlnets:
+        return pipe, None
+    control = load_control(args, images, DTYPES[args.dtype], device)
+    controlled = type(pipe)(**pipe.components, controlnet=control.nets)
+    controlled.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    return controlled, control
 
 
 def window_workers(args: argparse.Namespace) -> Workers:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from syncguide.cli.control_args import CONTROL_OPTIONS
 from syncguide.cli.options import key_option
 from syncguide.cli.parser import option_actions, subcommands
 from syncguide.errors import UsageError
@@ -74,6 +75,8 @@ def expand(parser: argparse.ArgumentParser, argv: list[str], args: argparse.Name
             tail = ["--", prompt]
     if "--region" in options and not any(t.split("=")[0] in REGION_OPTIONS for t in rest):
         tokens += _region_tokens(settings.get("regions"), args.from_png)
+    if "--controlnet" in options and not any(t.split("=")[0] in CONTROL_OPTIONS for t in rest):
+        tokens += _control_tokens(settings.get("control"), args.from_png)
     return [*argv[:index], *tokens, *rest, *tail]
 
 
@@ -92,6 +95,20 @@ def _tokens(key: str, value: Any, options: dict[str, argparse.Action]) -> list[s
     if isinstance(value, list):
         return [option, ",".join(str(v) for v in value)]
     return [option, str(value)]
+
+
+def _control_tokens(control: Any, path: Path) -> list[str]:
+    """``--controlnet ID --control-image FILE --control-scale S`` tokens of the stored ControlNets."""
+    if control is None:
+        return []
+    keys = ("controlnet", "image", "scale")
+    if not isinstance(control, list) or not all(isinstance(c, dict) and all(k in c for k in keys) for c in control):
+        raise UsageError(f"--from: {path}: its stored control is not a list of {{controlnet, image, scale}}")
+    tokens = []
+    for item in control:
+        tokens += ["--controlnet", str(item["controlnet"]), "--control-image", str(item["image"])]
+        tokens += ["--control-scale", str(item["scale"])]
+    return tokens
 
 
 def _region_tokens(regions: Any, path: Path) -> list[str]:

@@ -174,3 +174,27 @@ def _measure_batchnorm(visual: torch.nn.Module, image_size: int, seed: int) -> N
         visual(torch.randn(64, 3, image_size, image_size, generator=generator))
     for norm in norms:
         norm.eval()
+
+
+def random_controlnet(unet: Any, vae_scale: int, seed: int = 0, std: float = 0.2) -> Any:
+    """A random diffusers ``ControlNetModel`` for ``unet`` (copied from it, as ``ControlNetModel.from_unet``) whose
+    conditioning embedding downsamples by ``vae_scale``. Its zero convolutions get N(0, ``std``) weights: with
+    diffusers' zero initialisation every residual would be 0 and a test could not tell it was used."""
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    levels = int(vae_scale).bit_length()  # 8 -> 4 levels (3 downsamplings), 4 -> 3
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4,) * (levels - 1) + (8,))
+    with torch.no_grad():
+        for module in (*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out):
+            for p in module.parameters():
+                p.normal_(0, std)
+    return net.eval()
+
+
+def save_tiny_controlnet(model_dir: str | Path, directory: str | Path, seed: int = 0, std: float = 0.2) -> Path:
+    """:func:`random_controlnet` for the SD pipeline in ``model_dir``, saved in diffusers format (safetensors)."""
+    unet = UNet2DConditionModel.from_pretrained(Path(model_dir) / "unet")
+    vae = AutoencoderKL.from_pretrained(Path(model_dir) / "vae")
+    random_controlnet(unet, 2 ** (len(vae.config.block_out_channels) - 1), seed, std).save_pretrained(directory)
+    return Path(directory)
