@@ -14,6 +14,7 @@ from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 from reference import multidiffusion
 from syncguide import SyncDiffusionPipeline
 from syncguide.errors import SettingError
+from syncguide.layout import Layout, Region
 
 PROMPT = "a photo of mountains at sunset"
 
@@ -23,8 +24,10 @@ def noise(height: int, width: int, seed: int = 0) -> torch.Tensor:
 
 
 def control_image(height: int, width: int, seed: int = 1) -> PIL.Image.Image:
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    return PIL.Image.fromarray(pixels)
+    """Random colours in 8 px blocks: structure a ControlNet sees (per-pixel noise averages out in its
+    conditioning embedding, so two noise images would steer it alike)."""
+    blocks = np.random.default_rng(seed).integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    return PIL.Image.fromarray(blocks.repeat(8, 0).repeat(8, 1))
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +135,86 @@ def test_loaded_with_a_controlnet_and_components_stay_diffusers_own(tiny_dir, co
     assert "controlnet" not in loaded.components  # an optional parameter: diffusers' pipelines take the rest
     plain = StableDiffusionPipeline(**loaded.components, safety_checker=None, feature_extractor=None)
     assert plain.unet is loaded.unet
+
+
+def test_a_layout_takes_the_controlnet_row_by_row(pipe, controlled) -> None:
+    """Each (prompt, window) row of a layout reads its window's crop: one region covering the canvas is the
+    panorama of its prompt with the same control image, bit for bit; scale 0 is the layout without ControlNet."""
+    latents, image = noise(64, 192), control_image(64, 192)
+    snow = "a photo of snow mountains at night"
+    layout = Layout(PROMPT, (Region(snow, box=(0, 0, 1, 1)),))
+    common = dict(height=64, width=192, num_inference_steps=3, stride=4, output_type="latent", sync_weight=0.0)
+    common["bootstrap_fraction"] = 0.0  # bootstrapping draws random colours: no generator here
+    panorama = controlled(snow, latents=latents.clone(), control_image=image, **common).images
+    assert torch.equal(
+        controlled.layout(layout, latents=latents.clone(), control_image=image, **common).images, panorama
+    )
+    half = Layout(PROMPT, (Region(snow, box=(0, 0, 0.5, 1)),))
+    plain = pipe.layout(half, latents=latents.clone(), **common).images
+    zero = controlled.layout(
+        half, latents=latents.clone(), control_image=image, controlnet_conditioning_scale=0.0, **common
+    )
+    assert torch.equal(zero.images, plain)
+    assert not torch.allclose(
+        controlled.layout(half, latents=latents.clone(), control_image=image, **common).images, plain
+    )
+
+
+def test_semantic_guidance_composes_with_the_controlnet(pipe, controlled) -> None:
+    """SDG's gradient acts on the controlled prediction: with scale 0 it is SDG alone, bit for bit; with the
+    ControlNet it still brightens the image."""
+    from syncguide.guidance.semantic import Guidance
+
+    class Brightness(Guidance):
+        def objective(self, x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+            return x.mean(dim=(1, 2, 3))
+
+    latents, image = noise(64, 192), control_image(64, 192)
+    args = dict(height=64, width=192, num_inference_steps=3, stride=4, sync_weight=0.0, output_type="pt")
+
+    def go(which, guidance, **kwargs):
+        return which(PROMPT, latents=latents.clone(), semantic_guidance=guidance, **args, **kwargs).images
+
+    alone = go(pipe, Brightness(weight=3000.0))
+    assert torch.equal(
+        go(controlled, Brightness(weight=3000.0), control_image=image, controlnet_conditioning_scale=0.0), alone
+    )
+    controlled_plain = go(controlled, None, control_image=image)
+    assert go(controlled, Brightness(weight=3000.0), control_image=image).mean() > controlled_plain.mean() + 0.01
+
+
+def test_in_360_degree_mode_the_crops_wrap_and_rolling_noise_and_control_rolls_the_result(
+    controlled, controlnet, monkeypatch
+) -> None:
+    """Every window's ControlNet call reads its crop of the control image, the windows past the right edge wrap
+    to the left one; and circular MultiDiffusion stays equivariant under a roll by a stride (noise by 8 latent
+    columns, control image by 64 px: the result rolls by 8 columns)."""
+    latents, image = noise(64, 256), control_image(64, 256)
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+    seen = []
+    forward = controlnet.forward
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["controlnet_cond"].chunk(2)[1])  # CFG: the conditional half
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(controlnet, "forward", recording)
+    common = dict(circular_padding=True, stride=8, view_batch_size=1)
+    base = run(controlled, latents, control_image=pixels, **common)
+    lefts = [0, 8, 16, 24]  # latent columns: 4 windows of 8 every 8 on a 32-column ring, the last one wrapping
+    assert len(seen) == 3 * len(lefts)
+    for crop, left in zip(seen, lefts * 3, strict=True):
+        torch.testing.assert_close(crop, pixels.roll(-8 * left, -1)[..., :64], rtol=0, atol=0)
+    monkeypatch.setattr(controlnet, "forward", forward)
+    rolled = run(controlled, latents.roll(8, -1), control_image=pixels.roll(64, -1), **common)
+    torch.testing.assert_close(rolled, base.roll(8, -1), rtol=1e-4, atol=1e-5)
+
+
+def test_save_pretrained_keeps_the_controlnet_or_its_absence(pipe, controlled, tmp_path) -> None:
+    controlled.save_pretrained(tmp_path / "with")
+    pipe.save_pretrained(tmp_path / "without")
+    again = SyncDiffusionPipeline.from_pretrained(tmp_path / "with")
+    again.set_progress_bar_config(disable=True)
+    latents, image = noise(64, 128), control_image(64, 128)
+    torch.testing.assert_close(run(again, latents, control_image=image), run(controlled, latents, control_image=image))
+    assert SyncDiffusionPipeline.from_pretrained(tmp_path / "without").controlnet is None  # not [None, None]

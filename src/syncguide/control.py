@@ -1,8 +1,10 @@
 """ControlNet conditioning images on a panorama canvas: one image fitted to the whole canvas, and each window's
 crop of it in latent-aligned pixels (wrapping in 360-degree mode).
 
-ControlNet panoramas (issue 17): the geometry every family's ControlNet uses, and :class:`Control`, the
-ControlNet residuals of one call. Stable Diffusion 1.x/2.x takes them so far (SDXL and FLUX.1: not yet).
+ControlNet panoramas (issue 17): the geometry every family's ControlNet uses; :class:`Control`, the UNet
+ControlNet residuals of one call (Stable Diffusion 1.x/2.x and SDXL: ``ControlNetModel``); :class:`FluxControl`,
+FLUX.1's (``FluxControlNetModel``, InstantX-style: the control crop VAE-encoded and packed as the latents are);
+:func:`check_controlnet`, which ControlNet fits which family. SD3 ControlNets are not supported yet.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
+from diffusers import ControlNetModel, FluxControlNetModel
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.models.controlnets.controlnet_flux import FluxMultiControlNetModel
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
 from syncguide.errors import SettingError
+from syncguide.models import families
 
 ASPECT_TOLERANCE = 0.05
 """Largest relative difference between the control image's aspect ratio and the canvas' that is resized without
@@ -81,6 +86,9 @@ def window_crops(image: torch.Tensor, corners: torch.Tensor, size: int, circular
     return torch.stack(crops)
 
 
+CONTROL_FAMILIES = (families.SD, families.SDXL, families.FLUX)
+"""The families whose ControlNets are supported."""
+
 CONTROL = "controlnet_cond"
 """Conditioning key prefix of each row's control-image crop (``controlnet_cond_0``, one per ControlNet)."""
 
@@ -110,12 +118,19 @@ class Control:
         return [c * (0.0 if i / n < s or (i + 1) / n > e else 1.0) for c, s, e in ranges]
 
     def residuals(
-        self, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, images: list[torch.Tensor]
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        embeds: torch.Tensor,
+        images: list[torch.Tensor],
+        added_cond_kwargs: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, Any]:
         """The UNet's extra keywords (``down_block_additional_residuals``, ``mid_block_additional_residual``) for
-        model input ``x`` ``(n, C, h, w)`` with text states ``embeds`` and each ControlNet's crops ``(n, 3, H, W)``."""
+        model input ``x`` ``(n, C, h, w)`` with text states ``embeds`` and each ControlNet's crops ``(n, 3, H, W)``;
+        ``added_cond_kwargs``: SDXL's pooled text and micro-conditioning, as the UNet gets them."""
         scales = self.step_scales()
         single = len(images) == 1 and not isinstance(self.net, MultiControlNetModel)
+        extra = {} if added_cond_kwargs is None else {"added_cond_kwargs": added_cond_kwargs}
         down, mid = self.net(
             x,
             t,
@@ -124,20 +139,106 @@ class Control:
             conditioning_scale=scales[0] if single else scales,
             guess_mode=False,
             return_dict=False,
+            **extra,
         )
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
 
+@dataclass
+class FluxControl(Control):
+    """FLUX.1 ControlNet conditioning of one call, diffusers' semantics (``FluxControlNetPipeline``): ``net`` a
+    ``FluxControlNetModel`` or ``FluxMultiControlNetModel``; each row's control input is its crop VAE-encoded and
+    packed like the latents (:meth:`syncguide.models.flux.FluxBackbone.control_inputs`)."""
+
+    def flux_residuals(
+        self,
+        packed: torch.Tensor,
+        timestep: torch.Tensor,
+        guidance_scale: float,
+        text: dict[str, torch.Tensor],
+        txt_ids: torch.Tensor,
+        img_ids: torch.Tensor,
+        images: list[torch.Tensor],
+    ) -> dict[str, Any]:
+        """The transformer's extra keywords (``controlnet_block_samples``, ``controlnet_single_block_samples``) for
+        packed latents ``(n, L, 4C)`` at ``timestep`` ``(n,)`` (already / 1000) with the prompt's ``text`` rows
+        (``prompt_embeds``, ``pooled_prompt_embeds``) and each ControlNet's packed control tokens ``(n, L, 4C)``.
+        The guidance embedding is given where the (first) ControlNet has one, as diffusers does."""
+        n, scales = packed.shape[0], self.step_scales()
+        multi = isinstance(self.net, FluxMultiControlNetModel)
+        first = self.net.nets[0] if multi else self.net
+        guidance = None
+        if first.config.guidance_embeds:
+            guidance = torch.full([1], guidance_scale, device=packed.device, dtype=torch.float32).expand(n)
+        modes = [torch.full((n,), -1, dtype=torch.long, device=packed.device)] * len(images)  # no union mode
+        blocks, singles = self.net(
+            hidden_states=packed,
+            controlnet_cond=images if multi else images[0],
+            controlnet_mode=modes if multi else None,
+            conditioning_scale=scales if multi else scales[0],
+            timestep=timestep,
+            guidance=guidance,
+            pooled_projections=text["pooled_prompt_embeds"],
+            encoder_hidden_states=text["prompt_embeds"],
+            txt_ids=txt_ids,
+            img_ids=img_ids,
+            return_dict=False,
+        )
+        return {"controlnet_block_samples": blocks, "controlnet_single_block_samples": singles}
+
+
 def as_multi(controlnet: Any) -> torch.nn.Module | None:
-    """One ControlNet as given; a list or tuple of several as diffusers' ``MultiControlNetModel``."""
+    """One ControlNet as given; a list or tuple of several as diffusers' ``MultiControlNetModel`` (FLUX.1's:
+    ``FluxMultiControlNetModel``). A saved pipeline's model_index.json entry that diffusers hands over unloaded
+    (``[None, None]``: none; ``["diffusers", "ControlNetModel"]``: loaded by
+    :meth:`syncguide.pipeline.SyncDiffusionPipeline.from_pretrained` instead) is None."""
+    if isinstance(controlnet, list | tuple) and all(net is None or isinstance(net, str) for net in controlnet):
+        return None
     if isinstance(controlnet, list | tuple):
-        return controlnet[0] if len(controlnet) == 1 else MultiControlNetModel(list(controlnet))
+        if len(controlnet) == 1:
+            return controlnet[0]
+        if all(isinstance(net, FluxControlNetModel) for net in controlnet):
+            return FluxMultiControlNetModel(list(controlnet))
+        return MultiControlNetModel(list(controlnet))
     return controlnet
+
+
+def nets_of(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """The ControlNets ``net`` holds (one, or a multi-ControlNet's)."""
+    return list(net.nets) if isinstance(net, MultiControlNetModel | FluxMultiControlNetModel) else [net]
 
 
 def n_nets(net: torch.nn.Module) -> int:
     """How many ControlNets ``net`` holds."""
-    return len(net.nets) if isinstance(net, MultiControlNetModel) else 1
+    return len(nets_of(net))
+
+
+def check_controlnet(net: torch.nn.Module, family: str, denoiser: torch.nn.Module) -> None:
+    """SettingError (``controlnet``) unless every ControlNet of ``net`` is made for ``family``'s ``denoiser``: a
+    ``ControlNetModel`` of the UNet's text width (and ``text_time`` added conditioning for SDXL only), or an
+    InstantX-style ``FluxControlNetModel`` of the transformer's widths; SD3 ControlNets are not supported yet."""
+    name = families.NAMES[family]
+    for one in nets_of(net):
+        config = one.config
+        if family in (families.SD, families.SDXL) and isinstance(one, ControlNetModel):
+            made_for = families.SDXL if config.addition_embed_type == "text_time" else families.SD
+            if made_for != family:
+                raise SettingError("controlnet", f"is a ControlNet for {families.NAMES[made_for]}; the model is {name}")
+            keys = ("cross_attention_dim", "in_channels")
+        elif family == families.FLUX and isinstance(one, FluxControlNetModel):
+            if one.union or one.input_hint_block is not None:
+                rule = "is a union or XLabs-style FLUX ControlNet: only InstantX-style ones are supported so far"
+                raise SettingError("controlnet", rule)
+            keys = ("in_channels", "joint_attention_dim", "pooled_projection_dim")
+        elif family in CONTROL_FAMILIES:
+            wanted = "FluxControlNetModel" if family == families.FLUX else "ControlNetModel"
+            raise SettingError("controlnet", f"is a {type(one).__name__}; {name} takes a {wanted}")
+        else:
+            raise SettingError("controlnet", f"is not supported for {name} yet (SD 1.x/2.x, SDXL and FLUX.1 are)")
+        for key in keys:
+            if config.get(key) != denoiser.config.get(key):
+                rule = f"has {key} {config.get(key)}, the model's {denoiser.config.get(key)} (made for another model)"
+                raise SettingError("controlnet", rule)
 
 
 def control_tensor(image: Any, setting: str = "control_image") -> torch.Tensor:

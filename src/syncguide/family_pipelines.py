@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from diffusers import AutoencoderKL, FluxTransformer2DModel, SD3Transformer2DModel, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel
 
+from syncguide.control import as_multi
 from syncguide.models import families
 from syncguide.models.backbone import Backbone
 from syncguide.models.flux import DEFAULT_WINDOW, FluxBackbone
@@ -51,7 +52,9 @@ class SyncDiffusionXLPipeline(SyncDiffusionPipeline):
         unet: UNet2DConditionModel,
         scheduler: Any,
         force_zeros_for_empty_prompt: bool = True,
+        controlnet: Any = None,
     ) -> None:
+        """``controlnet``: an SDXL ``ControlNetModel`` or a list of them (optional, as on SD)."""
         super(SyncDiffusionPipeline, self).__init__()
         self.register_modules(
             vae=vae,
@@ -61,6 +64,7 @@ class SyncDiffusionXLPipeline(SyncDiffusionPipeline):
             tokenizer_2=tokenizer_2,
             unet=unet,
             scheduler=scheduler,
+            controlnet=as_multi(controlnet),
         )
         self.register_to_config(force_zeros_for_empty_prompt=force_zeros_for_empty_prompt)
         self._default_loss = None
@@ -117,7 +121,9 @@ class SyncFluxPipeline(_FlowPipeline):
         text_encoder_2: T5EncoderModel,
         tokenizer_2: Any,
         transformer: FluxTransformer2DModel,
+        controlnet: Any = None,
     ) -> None:
+        """``controlnet``: a ``FluxControlNetModel`` or a list of them (optional, as on SD)."""
         super(SyncDiffusionPipeline, self).__init__()
         self.register_modules(
             scheduler=scheduler,
@@ -127,6 +133,7 @@ class SyncFluxPipeline(_FlowPipeline):
             text_encoder_2=text_encoder_2,
             tokenizer_2=tokenizer_2,
             transformer=transformer,
+            controlnet=as_multi(controlnet),
         )
         self._default_loss = None
 

@@ -13,10 +13,12 @@ are the fields of :class:`~syncguide.settings.PanoramaSettings`, passed as keywo
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,7 +31,19 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from syncguide import memory, parallel
-from syncguide.control import CONTROL, Control, as_multi, control_tensor, fit_control_image, n_nets, window_crops
+from syncguide.control import (
+    CONTROL,
+    CONTROL_FAMILIES,
+    Control,
+    FluxControl,
+    as_multi,
+    check_controlnet,
+    control_tensor,
+    fit_control_image,
+    n_nets,
+    nets_of,
+    window_crops,
+)
 from syncguide.errors import OutOfMemory, SettingError
 from syncguide.guidance.perceptual import PerceptualLoss, lpips_vgg
 from syncguide.guidance.semantic import Guidance
@@ -148,15 +162,28 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         """Load like ``DiffusionPipeline.from_pretrained``. Called on this class, the checkpoint's family (from its
         ``model_index.json``) picks the pipeline class; an unsupported one is a
         :class:`~syncguide.errors.SettingError` naming its class and the supported list. SD and SDXL: the scheduler
-        becomes DDIM (the papers') with the checkpoint's noise schedule, unless a ``scheduler=`` is passed."""
+        becomes DDIM (the papers') with the checkpoint's noise schedule, unless a ``scheduler=`` is passed. A
+        ControlNet saved with the pipeline (``save_pretrained``, a local directory) loads with it unless a
+        ``controlnet=`` is passed."""
         if cls is SyncDiffusionPipeline:
             target = pipeline_class(family_of(pretrained, kwargs))
             if target is not cls:
                 return target.from_pretrained(pretrained, *args, **kwargs)
+        if "controlnet" not in kwargs:
+            kwargs = {**kwargs, "controlnet": _saved_controlnet(pretrained, kwargs.get("torch_dtype"))}
         pipe = super().from_pretrained(pretrained, *args, **kwargs)
         if "scheduler" not in kwargs and cls.default_scheduler:
             pipe.set_scheduler(cls.default_scheduler)
         return pipe
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
+        """diffusers' ``save_pretrained``, and the ControlNet (diffusers leaves an optional parameter out): in
+        ``controlnet``, and ``controlnet_1``, ... for several, as ``MultiControlNetModel`` saves them."""
+        super().save_pretrained(save_directory, **kwargs)
+        net = getattr(self, "controlnet", None)
+        safe = kwargs.get("safe_serialization", True)
+        for k, one in enumerate(nets_of(net) if net is not None else []):
+            one.save_pretrained(Path(save_directory) / ("controlnet" + (f"_{k}" if k else "")), safe_serialization=safe)
 
     @classmethod
     def from_pipe(cls, pipeline: DiffusionPipeline, **kwargs: Any) -> SyncDiffusionPipeline:
@@ -496,12 +523,13 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         net = getattr(self, "controlnet", None)
         if arguments is None and net is None:
             return None, []
+        if net is None and self.family not in CONTROL_FAMILIES:
+            raise SettingError("control_image", f"ControlNets are not supported for {families.NAMES[self.family]} yet")
         if net is None:
             raise SettingError("control_image", "needs a pipeline with a controlnet (from_pretrained(.., controlnet=))")
         if arguments is None:
             raise SettingError("control_image", "is required: this pipeline has a controlnet")
-        if not isinstance(backbone, StableDiffusionBackbone):
-            raise SettingError("controlnet", f"is not supported for {families.NAMES[self.family]} yet (SD 1.x/2.x)")
+        check_controlnet(net, self.family, backbone.denoiser)
         n = n_nets(net)
         images = arguments.control_image if n > 1 else [arguments.control_image]
         if not isinstance(images, list | tuple) or len(images) != n:
@@ -516,7 +544,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 rule = f"must hold 1 or {b} images (one per output); got {tensor.shape[0]}"
                 raise SettingError("control_image", rule)
             fitted = fit_control_image(tensor, size[0] * scale, size[1] * scale).to(device, backbone.dtype)
-            rows.append(window_crops(fitted, corners, window * scale, settings.circular_padding))
+            crops = window_crops(fitted, corners, window * scale, settings.circular_padding)
+            rows.append(backbone.control_inputs(crops))
         steps = settings.num_inference_steps
         values = [
             _per_net(v, n, name)
@@ -526,7 +555,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 (arguments.control_guidance_end, "control_guidance_end"),
             )
         ]
-        return Control(net, *values, total=steps), rows
+        kind = FluxControl if self.family == families.FLUX else Control
+        return kind(net, *values, total=steps), rows
 
     @staticmethod
     def _with_control(cond: Conditioning, rows: list[torch.Tensor]) -> Conditioning:
@@ -541,7 +571,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         """What every process of a parallel run must share, by part: the model (its components' configs and
         dtype), the prompt (the conditioning tensors), the settings, the seed (the initial noise), the layout."""
         model = [f"{self.dtype}"]
-        for name, component in sorted(self.components.items()):
+        parts = {**self.components, "controlnet": getattr(self, "controlnet", None)}
+        for name, component in sorted(parts.items()):
             config = getattr(component, "config", None)
             model.append(f"{name}={type(component).__name__}:{dict(config) if isinstance(config, dict) else config}")
         tensors = [v for c in conds for part in (c.cond, c.uncond or {}) for _, v in sorted(part.items())]
@@ -771,6 +802,32 @@ def _label(settings: PanoramaSettings, layout: Layout | None) -> str:
 
 
 SyncDiffusionPipeline.family_classes[families.SD] = SyncDiffusionPipeline
+
+
+def _saved_controlnet(pretrained: Any, dtype: torch.dtype | None) -> torch.nn.Module | None:
+    """The ControlNet a local pipeline directory was saved with (its model_index.json's ``controlnet`` entry and
+    folder), loaded as its class; None without one. diffusers itself hands an optional parameter's entry over
+    unloaded."""
+    index = Path(str(pretrained)) / "model_index.json"
+    try:
+        entry = json.loads(index.read_text(encoding="utf-8")).get("controlnet")
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == "diffusers" and isinstance(entry[1], str)):
+        return None
+    import diffusers  # the class the file names
+
+    options = {"torch_dtype": dtype} if dtype else {}
+    folders = [index.parent / "controlnet"]
+    while (index.parent / f"controlnet_{len(folders)}").is_dir():
+        folders.append(index.parent / f"controlnet_{len(folders)}")
+    if entry[1] in ("MultiControlNetModel", "FluxMultiControlNetModel"):
+        single = diffusers.FluxControlNetModel if entry[1].startswith("Flux") else diffusers.ControlNetModel
+        return as_multi([single.from_pretrained(folder, **options) for folder in folders])
+    kind = getattr(diffusers, entry[1], None)
+    if kind is None:
+        raise SettingError("model", f"{pretrained} was saved with a {entry[1]}, which diffusers does not have")
+    return kind.from_pretrained(folders[0], **options)
 
 
 def family_of(pretrained: Any, kwargs: dict[str, Any]) -> str:

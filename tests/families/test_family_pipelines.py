@@ -174,12 +174,15 @@ def _reference_outputs(name: str, pipe: SyncDiffusionPipeline, guidance_scale: f
     return output
 
 
-def _reference_multidiffusion(name: str, pipe, latents: torch.Tensor, steps: int, stride: int, cfg: float):
+def _reference_multidiffusion(
+    name: str, pipe, latents: torch.Tensor, steps: int, stride: int, cfg: float, output=None
+) -> torch.Tensor:
     """MultiDiffusion written out: every window stepped on its own, then the canvas averaged (Bar-Tal et al.,
-    Eq. 5); DDIM for SDXL, flow-matching Euler (x + (sigma' - sigma) v) with the family's timesteps otherwise."""
+    Eq. 5); DDIM for SDXL, flow-matching Euler (x + (sigma' - sigma) v) with the family's timesteps otherwise.
+    ``output``: the per-window model call (default :func:`_reference_outputs`)."""
     h, w = latents.shape[-2:]
     corners = [(top, left) for top in range(0, h - WINDOW + 1, stride) for left in range(0, w - WINDOW + 1, stride)]
-    output = _reference_outputs(name, pipe, cfg)
+    output = output or _reference_outputs(name, pipe, cfg)
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
     if name == "flux":
         cfgs = scheduler.config

@@ -23,10 +23,11 @@ from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_tim
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel
 
+from syncguide.control import FluxControl
 from syncguide.errors import SettingError
 from syncguide.models.backbone import Conditioning
 from syncguide.models.latent import EMBEDS, LatentModel
-from syncguide.models.sd import warn_if_cut
+from syncguide.models.sd import control_rows, warn_if_cut
 
 POOLED = "pooled_prompt_embeds"
 DEFAULT_WINDOW = 128
@@ -52,6 +53,7 @@ class FluxBackbone(LatentModel):
     true_cfg_scale: float = 1.0
     max_sequence_length: int = 512
     window_size: int = DEFAULT_WINDOW
+    control: FluxControl | None = None
 
     @property
     def window(self) -> int:
@@ -115,7 +117,8 @@ class FluxBackbone(LatentModel):
     ) -> torch.Tensor:
         """The velocity for window latents ``x`` ``(n, C, h, w)`` (h, w even): packed, the transformer with the
         guidance embedding ``guidance_scale`` (if the model has one), true CFG when ``cond.uncond`` is set and
-        ``true_cfg_scale`` > 1, unpacked. ``positions`` are not used: every window gets a native image's ids."""
+        ``true_cfg_scale`` > 1, unpacked; with the ControlNet's block samples when there is one
+        (``FluxControlNetPipeline``). ``positions`` are not used: every window gets a native image's ids."""
         n, c, h, w = x.shape
         packed = FluxPipeline._pack_latents(x, n, c, h, w)
         image_ids = FluxPipeline._prepare_latent_image_ids(n, h // 2, w // 2, x.device, x.dtype)
@@ -124,18 +127,23 @@ class FluxBackbone(LatentModel):
         if self.transformer.config.guidance_embeds:
             guidance = torch.full([1], guidance_scale, device=x.device, dtype=torch.float32).expand(n)
 
+        text_ids = torch.zeros(cond.cond[EMBEDS].shape[1], 3, device=x.device, dtype=self.text_encoder.dtype)
+        extra = {}
+        if self.control is not None:  # computed on the prompt only and shared with true CFG's pass, as diffusers
+            rows = control_rows(cond)
+            extra = self.control.flux_residuals(packed, timestep, guidance_scale, cond.cond, text_ids, image_ids, rows)
+
         def run(part: dict[str, torch.Tensor]) -> torch.Tensor:
-            embeds = part[EMBEDS]
-            text_ids = torch.zeros(embeds.shape[1], 3, device=x.device, dtype=self.text_encoder.dtype)
             return self.transformer(
                 hidden_states=packed,
                 timestep=timestep,
                 guidance=guidance,
                 pooled_projections=part[POOLED],
-                encoder_hidden_states=embeds,
+                encoder_hidden_states=part[EMBEDS],
                 txt_ids=text_ids,
                 img_ids=image_ids,
                 return_dict=False,
+                **extra,
             )[0]
 
         out = run(cond.cond)
@@ -143,6 +151,20 @@ class FluxBackbone(LatentModel):
             negative = run(cond.uncond)
             out = negative + self.true_cfg_scale * (out - negative)
         return FluxPipeline._unpack_latents(out, h * self.vae_scale, w * self.vae_scale, self.vae_scale)
+
+    @torch.no_grad()
+    def control_inputs(self, crops: torch.Tensor) -> torch.Tensor:
+        """What an InstantX-style FLUX ControlNet reads of control-image crops ``(n, 3, H, W)`` in [0, 1]: their VAE
+        latents (of the crops in [-1, 1], shifted and scaled as the latents are) packed in 2x2 patches,
+        ``(n, H*W / (2s)^2, 4C)``, as ``FluxControlNetPipeline`` prepares its control image. The latent
+        distribution's mode, where diffusers samples it: deterministic, so windows that overlap read the same
+        latents for the same pixels (FLUX's VAE posterior is nearly a point: the two differ very little)."""
+        vae, parts = self.vae, []
+        for chunk in crops.split(8):  # bounded memory: a wide canvas has many windows
+            latents = vae.encode(chunk.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mode()
+            parts.append((latents - vae.config.shift_factor) * vae.config.scaling_factor)
+        latents = torch.cat(parts).to(self.dtype)
+        return FluxPipeline._pack_latents(latents, *latents.shape)
 
     def set_timesteps(self, scheduler: SchedulerMixin, steps: int, device: torch.device, window: int) -> None:
         """``FluxPipeline``'s timesteps for one window: sigmas from 1 to 1/steps, shifted by ``mu`` of the window's

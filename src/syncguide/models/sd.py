@@ -13,7 +13,7 @@ from syncguide.control import CONTROL, Control
 from syncguide.models.backbone import Conditioning
 from syncguide.models.latent import EMBEDS, LatentModel, vae_decode, vae_encode
 
-__all__ = ["EMBEDS", "StableDiffusionBackbone", "vae_decode", "vae_encode", "warn_if_cut"]
+__all__ = ["EMBEDS", "StableDiffusionBackbone", "control_rows", "vae_decode", "vae_encode", "warn_if_cut"]
 
 
 @dataclass
@@ -99,14 +99,31 @@ class StableDiffusionBackbone(LatentModel):
         uncond, guided = self.unet(x2, t, encoder_hidden_states=both, **extra).sample.chunk(2)
         return uncond + guidance_scale * (guided - uncond)
 
-    def _control(self, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, cond: Conditioning, copies: int) -> dict:
+    def _control(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        embeds: torch.Tensor,
+        cond: Conditioning,
+        copies: int,
+        added_cond_kwargs: dict[str, torch.Tensor] | None = None,
+    ) -> dict:
         """The ControlNet residuals for the UNet call (none without a ControlNet); each row's control crops come
         with ``cond`` (:data:`syncguide.control.CONTROL`), repeated ``copies`` times as ``x`` is for CFG."""
         if self.control is None:
             return {}
-        names = sorted((k for k in cond.cond if k.startswith(CONTROL)), key=lambda k: int(k.rpartition("_")[2]))
-        images = [torch.cat([cond.cond[k]] * copies) for k in names]
-        return self.control.residuals(x, t, embeds, images)
+        images = [torch.cat([image] * copies) for image in control_rows(cond)]
+        return self.control.residuals(x, t, embeds, images, added_cond_kwargs)
+
+    def control_inputs(self, crops: torch.Tensor) -> torch.Tensor:
+        """What the ControlNet reads of control-image crops ``(n, 3, H, W)`` in [0, 1]: the crops themselves."""
+        return crops
+
+
+def control_rows(cond: Conditioning) -> list[torch.Tensor]:
+    """Each ControlNet's control inputs for ``cond``'s rows (:data:`syncguide.control.CONTROL` keys, in order)."""
+    names = sorted((k for k in cond.cond if k.startswith(CONTROL)), key=lambda k: int(k.rpartition("_")[2]))
+    return [cond.cond[k] for k in names]
 
 
 def warn_if_cut(tokenizer: CLIPTokenizer, texts: list[str]) -> None:

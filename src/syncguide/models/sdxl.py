@@ -114,14 +114,17 @@ class StableDiffusionXLBackbone(StableDiffusionBackbone):
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The UNet's output for ``x`` ``(n, 4, h, w)`` with CFG when ``cond.uncond`` is set (one batched call,
-        uncond first, as diffusers' SDXL pipeline); differentiable in ``x`` when called with grad enabled."""
+        uncond first, as diffusers' SDXL pipeline), with the ControlNet's residuals when it has one (its inputs
+        as the UNet's, ``StableDiffusionXLControlNetPipeline``); differentiable in ``x`` when grad is enabled."""
         ids = self.time_ids(x, positions)
         if cond.uncond is None:
-            added = {"text_embeds": cond.cond[POOLED], "time_ids": ids}
-            return self.unet(x, t, encoder_hidden_states=cond.cond[EMBEDS], added_cond_kwargs=added).sample
+            added, embeds = {"text_embeds": cond.cond[POOLED], "time_ids": ids}, cond.cond[EMBEDS]
+            extra = self._control(x, t, embeds, cond, 1, added)
+            return self.unet(x, t, encoder_hidden_states=embeds, added_cond_kwargs=added, **extra).sample
         both = {k: torch.cat([cond.uncond[k], cond.cond[k]]) for k in (EMBEDS, POOLED)}
-        added = {"text_embeds": both[POOLED], "time_ids": torch.cat([ids, ids])}
-        out = self.unet(torch.cat([x, x]), t, encoder_hidden_states=both[EMBEDS], added_cond_kwargs=added).sample
+        added, x2 = {"text_embeds": both[POOLED], "time_ids": torch.cat([ids, ids])}, torch.cat([x, x])
+        extra = self._control(x2, t, both[EMBEDS], cond, 2, added)
+        out = self.unet(x2, t, encoder_hidden_states=both[EMBEDS], added_cond_kwargs=added, **extra).sample
         uncond, guided = out.chunk(2)
         return uncond + guidance_scale * (guided - uncond)
 

@@ -192,9 +192,39 @@ def random_controlnet(unet: Any, vae_scale: int, seed: int = 0, std: float = 0.2
     return net.eval()
 
 
+def random_flux_controlnet(transformer: Any, seed: int = 0, std: float = 0.2, layers: int = 1) -> Any:
+    """A random InstantX-style ``FluxControlNetModel`` for a FLUX ``transformer`` (``from_transformer``: its
+    embedders and first ``layers`` double and single blocks copied); its zero-initialised projections (the control
+    embedder and the block outputs) get N(0, ``std``) weights, so its residuals are not 0."""
+    from diffusers import FluxControlNetModel
+
+    torch.manual_seed(seed)
+    config = transformer.config
+    net = FluxControlNetModel.from_transformer(
+        transformer,
+        num_layers=layers,
+        num_single_layers=layers,
+        attention_head_dim=config.attention_head_dim,
+        num_attention_heads=config.num_attention_heads,
+    )
+    with torch.no_grad():
+        for module in (*net.controlnet_blocks, *net.controlnet_single_blocks, net.controlnet_x_embedder):
+            for p in module.parameters():
+                p.normal_(0, std)
+    return net.eval()
+
+
 def save_tiny_controlnet(model_dir: str | Path, directory: str | Path, seed: int = 0, std: float = 0.2) -> Path:
-    """:func:`random_controlnet` for the SD pipeline in ``model_dir``, saved in diffusers format (safetensors)."""
-    unet = UNet2DConditionModel.from_pretrained(Path(model_dir) / "unet")
-    vae = AutoencoderKL.from_pretrained(Path(model_dir) / "vae")
-    random_controlnet(unet, 2 ** (len(vae.config.block_out_channels) - 1), seed, std).save_pretrained(directory)
+    """A random ControlNet for the pipeline in ``model_dir`` (:func:`random_controlnet` for SD 1.x/2.x and SDXL,
+    :func:`random_flux_controlnet` for FLUX.1), saved in diffusers format (safetensors)."""
+    model_dir = Path(model_dir)
+    if (model_dir / "transformer").is_dir():
+        from diffusers import FluxTransformer2DModel
+
+        net = random_flux_controlnet(FluxTransformer2DModel.from_pretrained(model_dir / "transformer"), seed, std)
+    else:
+        unet = UNet2DConditionModel.from_pretrained(model_dir / "unet")
+        vae = AutoencoderKL.from_pretrained(model_dir / "vae")
+        net = random_controlnet(unet, 2 ** (len(vae.config.block_out_channels) - 1), seed, std)
+    net.save_pretrained(directory)
     return Path(directory)
