@@ -14,11 +14,16 @@ from typing import Any
 import PIL.Image
 import torch
 
-from syncguide.control import check_aspect
+from syncguide.control import CONTROL_FAMILIES, check_aspect
 from syncguide.errors import UsageError
 from syncguide.hub import check_hub
 from syncguide.images import read_image
 from syncguide.models import families
+
+DENOISERS = {families.FLUX: "transformer"}
+"""The folder of each family's denoiser whose config a ControlNet must match (default ``unet``)."""
+
+UNET_KEYS = ("cross_attention_dim", "in_channels")
 
 CONTROL_OPTIONS = ("--controlnet", "--control-image", "--control-scale")
 """The options of one ControlNet; given on the command line, they replace a ``--from`` file's."""
@@ -31,8 +36,8 @@ def add_control_options(p: argparse.ArgumentParser) -> None:
         dest="controlnets",
         action="append",
         default=[],
-        help="a diffusers ControlNetModel (hub id or directory) for the model's family (SD 1.x/2.x so far);"
-        " repeatable, one --control-image each",
+        help="a diffusers ControlNet (hub id or directory) for the model's family: a ControlNetModel for SD 1.x/2.x"
+        " or SDXL, an InstantX-style FluxControlNetModel for FLUX.1; repeatable, one --control-image each",
     )
     p.add_argument(
         "--control-image",
@@ -84,8 +89,8 @@ def check_control(args: argparse.Namespace, model: str, family: str, height: int
     for scale in scales:
         if not math.isfinite(scale):
             raise UsageError(f"--control-scale: must be a finite number; got {scale}")
-    if nets and family != families.SD:
-        raise UsageError(f"--controlnet: not supported for {families.NAMES[family]} yet (SD 1.x/2.x)")
+    if nets and family not in CONTROL_FAMILIES:
+        raise UsageError(f"--controlnet: not supported for {families.NAMES[family]} yet (SD 1.x/2.x, SDXL, FLUX.1)")
     read = []
     for path in images:
         try:
@@ -94,11 +99,10 @@ def check_control(args: argparse.Namespace, model: str, family: str, height: int
             raise UsageError(f"--control-image: {error}") from None
         check_aspect(image.height, image.width, height, width)
         read.append(image)
-    unet = _config(
-        Path(model) / "unet" / "config.json" if Path(model).is_dir() else check_hub(model, "model", "unet/config.json")
-    )
+    part = f"{DENOISERS.get(family, 'unet')}/config.json"
+    denoiser = _config(Path(model) / part if Path(model).is_dir() else check_hub(model, "model", part))
     for spec in nets:
-        check_family(spec, family, unet)
+        check_family(spec, family, denoiser)
     return read
 
 
@@ -110,9 +114,9 @@ def _config(path: Path | None) -> dict[str, Any] | None:
         return None
 
 
-def check_family(spec: str, family: str, unet: dict[str, Any] | None = None) -> None:
-    """UsageError (``--controlnet``) unless ``spec``'s config.json is a ControlNet of ``family`` whose
-    ``cross_attention_dim`` and ``in_channels`` are those of the ``unet`` config (when known)."""
+def check_family(spec: str, family: str, denoiser: dict[str, Any] | None = None) -> None:
+    """UsageError (``--controlnet``) unless ``spec``'s config.json is a ControlNet of ``family`` (an InstantX-style
+    one for FLUX.1) whose widths are those of the ``denoiser`` config (the UNet's or transformer's, when known)."""
     local = Path(spec)
     config = local / "config.json" if local.is_dir() else check_hub(spec, "controlnet", "config.json")
     if config is None:
@@ -130,21 +134,27 @@ def check_family(spec: str, family: str, unet: dict[str, Any] | None = None) -> 
         raise UsageError(
             f"--controlnet: {spec} is a ControlNet for {families.NAMES[kind]}, the model is {families.NAMES[family]}"
         )
-    for key in ("cross_attention_dim", "in_channels") if unet else ():
-        if values.get(key) != unet.get(key):
+    if kind == families.FLUX and (values.get("num_mode") or values.get("conditioning_embedding_channels")):
+        raise UsageError(f"--controlnet: {spec} is a union or XLabs-style FLUX ControlNet: only InstantX-style ones")
+    keys = ("in_channels", "joint_attention_dim", "pooled_projection_dim") if kind == families.FLUX else UNET_KEYS
+    for key in keys if denoiser else ():
+        if values.get(key) != denoiser.get(key):
             raise UsageError(
-                f"--controlnet: {spec} has {key} {values.get(key)}, the model's UNet {unet.get(key)}"
-                " (a ControlNet of another SD version)"
+                f"--controlnet: {spec} has {key} {values.get(key)}, the model's"
+                f" {'transformer' if kind == families.FLUX else 'UNet'} {denoiser.get(key)}"
+                f" (a ControlNet of another {families.NAMES[kind]} model)"
             )
 
 
 def load_control(
-    args: argparse.Namespace, images: list[PIL.Image.Image], dtype: torch.dtype, device: Any
+    args: argparse.Namespace, images: list[PIL.Image.Image], dtype: torch.dtype, device: Any, family: str
 ) -> ControlJob:
-    """The ControlNets of ``args`` loaded (safetensors) on ``device``, with their images and scales."""
-    from diffusers import ControlNetModel  # deferred: a run without ControlNet never imports it
+    """The ControlNets of ``args`` (``family``'s class) loaded (safetensors) on ``device``, with their images and
+    scales."""
+    import diffusers  # deferred: a run without ControlNet never loads a ControlNet class
 
-    nets = [ControlNetModel.from_pretrained(spec, torch_dtype=dtype).to(device).eval() for spec in args.controlnets]
+    kind = diffusers.FluxControlNetModel if family == families.FLUX else diffusers.ControlNetModel
+    nets = [kind.from_pretrained(spec, torch_dtype=dtype).to(device).eval() for spec in args.controlnets]
     scales = list(args.control_scales) or [1.0] * len(nets)
     parameters = [
         {"controlnet": spec, "image": str(path), "scale": scale}

@@ -292,8 +292,9 @@ def _controlled(
     as it was) and their job; ``pipe`` and None without one."""
     if not args.controlnets:
         return pipe, None
-    control = load_control(args, images, DTYPES[args.dtype], device)
-    controlled = type(pipe)(**pipe.components, controlnet=control.nets)
+    control = load_control(args, images, DTYPES[args.dtype], device, pipe.family)
+    options = {k: v for k, v in pipe.config.items() if k == "force_zeros_for_empty_prompt"}  # SDXL's
+    controlled = type(pipe)(**pipe.components, **options, controlnet=control.nets)
     controlled.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
     return controlled, control
 
