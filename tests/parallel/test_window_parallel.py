@@ -1,5 +1,6 @@
 """Window parallelism (:mod:`syncguide.parallel`): one panorama over 2 and 3 CPU processes (gloo) writes the same
-PNG bytes as one process, for MultiDiffusion, SyncDiffusion, 360-degree wrap with fast sync, and a layout with SDG;
+PNG bytes as one process, for MultiDiffusion, SyncDiffusion, 360-degree wrap with fast sync, a layout with SDG,
+and exact SyncDiffusion through a ControlNet;
 each process makes only its share of the model calls; rank 0 alone reports and writes; a killed or stopped
 process ends the run with one line and no file; processes given different arguments are refused at the start."""
 
@@ -10,12 +11,16 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from syncguide.cli.main import main
+from syncguide.demo.bundled import bundled
+from syncguide.models.tiny import save_tiny_controlnet
 from syncguide.parallel import Workers
 
 PROMPT = "a snowy mountain range"
@@ -26,6 +31,8 @@ CASES = {
     "circular-fast": ["panorama", PROMPT, "--circular", "--sync-mode", "fast", *SMALL],
     "layout-sdg": ["layout", "--background", PROMPT, "--box", "a lake", "0.3,0.4,0.7,1", "--sync-regions",
                    "--text", "a red sunset", *SMALL],
+    # exact sync through a (random) ControlNet: each process's rows carry their own crops of the control image
+    "controlnet-sync": ["panorama", PROMPT, "--controlnet", "{controlnet}", "--control-image", "{control}", *SMALL],
 }  # fmt: skip
 MISMATCHES = {  # per rank: what differs, and the part the error must name
     "prompt": ({"0": ["panorama", PROMPT], "1": ["panorama", "a desert"]}, "prompt"),
@@ -84,12 +91,21 @@ def _run_cases(
     return [json.loads((directory / f"status.{r}").read_text()) for r in ranks], stderrs
 
 
+def _edges(root: Path) -> str:
+    """A 320 x 64 control image: stripes in the lower half (an edge map's shape)."""
+    pixels = np.zeros((64, 320, 3), np.uint8)
+    pixels[32:, ::8] = 255
+    Image.fromarray(pixels).save(root / "edges.png")
+    return str(root / "edges.png")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, runs_script: str, launchers: tuple) -> dict:
     """Every case in one plain process, then in 2 and 3 processes with ``--window-parallel`` (and the mismatched
     cases in the 3-process launch)."""
     root = tmp_path_factory.mktemp("window-parallel")
-    single = [[*args, "--out", f"{name}.png"] for name, args in CASES.items()]
+    files = {"controlnet": str(save_tiny_controlnet(bundled("sd"), root / "controlnet")), "control": _edges(root)}
+    single = [[a.format(**files) for a in [*args, "--out", f"{name}.png"]] for name, args in CASES.items()]
     parallel = [[*args, "--window-parallel"] for args in single]
     mismatched = [{r: [*a, *SMALL, "--window-parallel"] for r, a in case.items()} for case, _ in MISMATCHES.values()]
     for case in mismatched:
