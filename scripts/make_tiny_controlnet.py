@@ -1,4 +1,5 @@
-"""Write a tiny random ControlNet (diffusers format) for an SD pipeline directory: for the mechanics only.
+"""Write a tiny random ControlNet (diffusers format) for an SD, SDXL or FLUX.1 pipeline directory: for the
+mechanics only.
 
 python scripts/make_tiny_controlnet.py MODEL_DIR OUT_DIR   # MODEL_DIR: e.g. src/syncguide/demo/models/sd
 """
