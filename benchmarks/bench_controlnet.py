@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from architectures import FLUX_DEV, SD2_UNET
 from bench_fast import load
 from bench_panorama import fresh_process
 
@@ -100,30 +101,11 @@ def flop_table() -> list[str]:
     from bench_parallel import flops
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
-            attention_head_dim=(5, 10, 20, 20),
-            cross_attention_dim=1024,
-            use_linear_projection=True,
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        )
+        unet = UNet2DConditionModel(**SD2_UNET)
         net = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
         x, t, text = torch.randn(2, 4, 64, 64), torch.ones(2), torch.randn(2, 77, 1024)
         sd = (flops(unet, x, t, text), flops(net, x, t, text, torch.randn(2, 3, 512, 512), return_dict=False))
-        flux = FluxTransformer2DModel(
-            in_channels=64,
-            num_layers=19,
-            num_single_layers=38,
-            attention_head_dim=128,
-            num_attention_heads=24,
-            joint_attention_dim=4096,
-            pooled_projection_dim=768,
-            guidance_embeds=True,
-            axes_dims_rope=(16, 56, 56),
-        )
+        flux = FluxTransformer2DModel(**FLUX_DEV)
         control = FluxControlNetModel.from_transformer(flux, load_weights_from_transformer=False)
         common = dict(
             hidden_states=torch.randn(1, 4096, 64),

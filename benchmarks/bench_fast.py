@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from architectures import SD2_UNET, sd_vae
 from bench_panorama import fresh_process, peak_rss, reset_peak_rss
 
 # model -> (steps, canvas in windows wide, stride as a fraction of the window, rows per call)
@@ -81,24 +82,8 @@ def sd2_base(directory: str):
             pad_token_id=tokenizer.pad_token_id,
         )
     )
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        attention_head_dim=(5, 10, 20, 20),
-        cross_attention_dim=1024,
-        use_linear_projection=True,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        sample_size=512,
-    )
+    unet = UNet2DConditionModel(**SD2_UNET)
+    vae = AutoencoderKL(**sd_vae(4), sample_size=512)
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1)
     parts = {"vae": vae, "text_encoder": text, "tokenizer": tokenizer, "unet": unet, "scheduler": scheduler}
     return SyncDiffusionPipeline(**{k: v.eval() if hasattr(v, "eval") else v for k, v in parts.items()}), taesd()

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from architectures import FLUX_DEV, SD2_UNET, sd_vae
+
 PROMPT = "a snowy mountain range"
 CPU_ARGS = ["--width", "1024", "--steps", "10", "--view-batch-size", "1", "--sync-batch-size", "1", "--device", "cpu"]
 CPU_CASES = {"MultiDiffusion": ["--method", "multidiffusion"], "SyncDiffusion (exact, 10 steps)": []}
@@ -153,23 +155,8 @@ def sd2_costs() -> dict:
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
-            attention_head_dim=(5, 10, 20, 20),
-            cross_attention_dim=1024,
-            use_linear_projection=True,
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-        )
+        unet = UNet2DConditionModel(**SD2_UNET)
+        vae = AutoencoderKL(**sd_vae(4))
         vgg = torchvision.models.vgg16().features
         return {
             "call": flops(unet, torch.randn(2, 4, 64, 64), torch.ones(2), torch.randn(2, 77, 1024)),
@@ -185,25 +172,8 @@ def flux_costs() -> dict:
     from diffusers import AutoencoderKL, FluxTransformer2DModel
 
     with torch.device("meta"):
-        model = FluxTransformer2DModel(
-            patch_size=1,
-            in_channels=64,
-            num_layers=19,
-            num_single_layers=38,
-            attention_head_dim=128,
-            num_attention_heads=24,
-            joint_attention_dim=4096,
-            pooled_projection_dim=768,
-            guidance_embeds=True,
-            axes_dims_rope=(16, 56, 56),
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=16,
-        )
+        model = FluxTransformer2DModel(**FLUX_DEV)
+        vae = AutoencoderKL(**sd_vae(16))
         vgg = torchvision.models.vgg16().features
         call = flops(
             model,

@@ -75,6 +75,7 @@ def base_argv(command: str, tiny: Path, work: Path) -> list[str]:
         "generate": ["generate", "--n", "1", "--batch-size", "1", "--steps", "2", "--out", str(work / "samples")],
         "finetune-clip": ["finetune-clip", "--steps", "1", "--out", str(work / "clip")],
         "demo world": ["demo", "world", "--out", str(work / "w.png")],
+        "demo edges": ["demo", "edges", str(work / "p.png"), "--out", str(work / "e.png")],
         "demo train": ["demo", "train", "vae", "--steps", "1", "--out", str(work / "run")],
         "batch": ["batch", str(work / "manifest.jsonl"), "--out", str(work / "batch")],
         "eval": ["eval", str(work / "panoramas"), "--out", str(work / "eval")],
@@ -90,7 +91,7 @@ SKIPPED = {"demo train": ("--vae",)}
 vae recipe (the base here, the one cheap enough) ignores it, bad or not (a known gap: it has a default, so the
 command cannot tell that it was given)."""
 
-CHEAP = ("panorama", "layout", "demo world", "info")
+CHEAP = ("panorama", "layout", "demo world", "demo edges", "info")
 """Commands a valid edge value may run to the end (a second or two)."""
 
 
@@ -101,6 +102,7 @@ def test_every_subcommand_is_covered() -> None:
         "generate",
         "finetune-clip",
         "demo world",
+        "demo edges",
         "demo train",
         "batch",
         "eval",

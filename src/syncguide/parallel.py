@@ -21,7 +21,9 @@ The processes are torch.distributed's default group, started by ``accelerate lau
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -164,7 +166,15 @@ def join(device: torch.device | None = None, timeout: float | None = None) -> Wo
     device = state.device if device is None else device
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return Workers(device=device)
+    _close_at_exit()
     return Workers(dist.get_rank(), dist.get_world_size(), device)
+
+
+@functools.cache
+def _close_at_exit() -> None:
+    """Destroy the process group when the interpreter exits (once): left to the interpreter's teardown, gloo's
+    threads can abort the process ("terminate called without an active exception") after the run succeeded."""
+    atexit.register(lambda: dist.destroy_process_group() if dist.is_initialized() else None)
 
 
 def tensor_bytes(*tensors: torch.Tensor | None) -> bytes:

@@ -1,4 +1,5 @@
-"""``syncguide demo``: render the demo world, train its bundled models."""
+"""``syncguide demo``: render the demo world, make edge maps of it (the demo ControlNet's control images), train
+its bundled models."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def add_parser(sub: Any) -> None:
     world.add_argument("--out", type=Path, default=Path("world.png"))
     world.add_argument("--overwrite", action="store_true")
     world.set_defaults(run=run_world)
+    edges = commands.add_parser("edges", help="the edge map of an image, as the demo ControlNet reads it")
+    edges.add_argument("image", type=Path, help="an image file (e.g. from demo world)")
+    edges.add_argument("--out", type=Path, default=Path("edges.png"))
+    edges.add_argument("--overwrite", action="store_true")
+    edges.set_defaults(run=run_edges)
     train = commands.add_parser("train", help="train a bundled model (deterministic, resumable)")
     train.add_argument("name", choices=tuple(RECIPES))
     train.add_argument("--out", type=Path, help="run directory (default runs/NAME); checkpoints and the model")
@@ -55,6 +61,26 @@ def run_world(args: argparse.Namespace) -> int:
     record = {"seed": args.seed, "width": args.width, "labels": labels_to_json(labels)}
     save_png(Image.fromarray(image), args.out, record, args.overwrite)
     print(json.dumps({**record, "out": str(args.out)}))
+    return 0
+
+
+def run_edges(args: argparse.Namespace) -> int:
+    """Write the white-on-black edge map of ``args.image`` (:func:`syncguide.demo.train.controlnet.edge_map`)."""
+    import numpy as np
+    import torch
+
+    from syncguide.demo.train.controlnet import edge_map
+    from syncguide.images import read_image
+
+    check_output(args.out, args.overwrite)
+    try:
+        image = read_image(args.image, "RGB")
+    except ValueError as error:
+        raise UsageError(f"image: {error}") from None
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    edges = (edge_map(pixels)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    save_png(Image.fromarray(edges), args.out, {"edges_of": str(args.image)}, args.overwrite)
+    print(json.dumps({"image": str(args.image), "out": str(args.out), "edge_fraction": float(edges.mean() / 255)}))
     return 0
 
 

@@ -12,6 +12,7 @@ MODELS = {
     "clip-noise-aware": "the demo CLIP fine-tuned to read the demo DDPM's noisy images (syncguide finetune-clip)",
     "judge": "judging every demo evaluation; nothing guides with it",
     "tiny-decoder": "fast sync mode's gradient-path decoder for the demo VAE (diffusers AutoencoderTiny format)",
+    "controlnet": "edge maps steering the demo SD in ControlNet panoramas (diffusers ControlNetModel format)",
 }
 
 COMMANDS = {"clip-noise-aware": "syncguide finetune-clip --clip demo --data demo --diffusion demo --steps 3000"}

@@ -14,6 +14,7 @@ RECIPES = {
     "vae-decoder": "fine-tune only the VAE's decoder (for PSNR); the latents, and so the demo SD, stay valid",
     "sd": "tiny Stable Diffusion: a UNet trained on the demo VAE's latents and the demo CLIP's frozen text tower",
     "ddpm": "tiny pixel-space unconditional DDPM (32 x 32)",
+    "controlnet": "ControlNet for the demo SD reading edge maps of the world (white edges on black, as Canny)",
     "tiny-decoder": (
         "AutoencoderTiny decoder distilled from the demo VAE's decoder (fast sync mode's gradient-path decoder)"
     ),

@@ -143,24 +143,38 @@ def train(
     start = resume_step(checkpoint, modules, optimizer, settings, resume)
 
     def step(k: int) -> float:
-        g = step_generator(seed, k)
-        rows = batch_indices(len(data["mean"]), batch_size, g)
-        mean, std = data["mean"][rows], data["std"][rows]
-        latents = mean + std * torch.randn(mean.shape, generator=g)
-        empty = torch.rand(batch_size, generator=g) < EMPTY_CAPTION_RATE
-        cond = torch.where(empty[:, None, None], data["empty"], data["cond"][rows])
-        noise = torch.randn(latents.shape, generator=g)
-        if offset_noise:
-            noise = noise + offset_noise * torch.randn((*latents.shape[:2], 1, 1), generator=g)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch_size,), generator=g)
-        pred = unet(noise_schedule.add_noise(latents, noise, t), t, encoder_hidden_states=cond).sample
-        loss = F.mse_loss(pred, noise)
+        batch = noisy_batch(data, batch_size, step_generator(seed, k), noise_schedule, offset_noise)
+        pred = unet(batch["noisy"], batch["t"], encoder_hidden_states=batch["cond"]).sample
+        loss = F.mse_loss(pred, batch["noise"])
         optimizer_step(optimizer, loss)
         return loss.item()
 
     unet.train()
     train_loop(step, start, steps, lambda k: checkpoint.save(k, modules, optimizer, settings), desc="demo sd")
     return export(out / "model", vae, text, tokenizer, unet.eval())
+
+
+def noisy_batch(
+    data: dict,
+    batch_size: int,
+    g: torch.Generator,
+    schedule: DDPMScheduler,
+    offset_noise: float,
+    empty_rate: float = EMPTY_CAPTION_RATE,
+) -> dict[str, torch.Tensor]:
+    """One training batch of :func:`encode_data`'s ``data`` drawn with ``g``: ``rows`` (indices), latents sampled
+    from their posteriors and noised at random timesteps ``t`` (``noisy``, with the ``noise``, plus offset noise
+    of std ``offset_noise``), and the text states ``cond``, the empty caption's at rate ``empty_rate``."""
+    rows = batch_indices(len(data["mean"]), batch_size, g)
+    mean, std = data["mean"][rows], data["std"][rows]
+    latents = mean + std * torch.randn(mean.shape, generator=g)
+    empty = torch.rand(batch_size, generator=g) < empty_rate
+    cond = torch.where(empty[:, None, None], data["empty"], data["cond"][rows])
+    noise = torch.randn(latents.shape, generator=g)
+    if offset_noise:
+        noise = noise + offset_noise * torch.randn((*latents.shape[:2], 1, 1), generator=g)
+    t = torch.randint(0, schedule.config.num_train_timesteps, (batch_size,), generator=g)
+    return {"rows": rows, "noisy": schedule.add_noise(latents, noise, t), "noise": noise, "t": t, "cond": cond}
 
 
 def export(
