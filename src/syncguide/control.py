@@ -3,7 +3,8 @@ crop of it in latent-aligned pixels (wrapping in 360-degree mode).
 
 ControlNet panoramas (issue 17): the geometry every family's ControlNet uses; :class:`Control`, the UNet
 ControlNet residuals of one call (Stable Diffusion 1.x/2.x and SDXL: ``ControlNetModel``); :class:`FluxControl`,
-FLUX.1's (``FluxControlNetModel``, InstantX-style: the control crop VAE-encoded and packed as the latents are);
+FLUX.1's (``FluxControlNetModel``: InstantX-style, the control crop VAE-encoded and packed as the latents are,
+or XLabs-style, the crop in pixels through the ControlNet's own hint block);
 :func:`check_controlnet`, which ControlNet fits which family. SD3 ControlNets are not supported yet.
 """
 
@@ -147,8 +148,9 @@ class Control:
 @dataclass
 class FluxControl(Control):
     """FLUX.1 ControlNet conditioning of one call, diffusers' semantics (``FluxControlNetPipeline``): ``net`` a
-    ``FluxControlNetModel`` or ``FluxMultiControlNetModel``; each row's control input is its crop VAE-encoded and
-    packed like the latents (:meth:`syncguide.models.flux.FluxBackbone.control_inputs`)."""
+    ``FluxControlNetModel`` or ``FluxMultiControlNetModel``; each row's control input is its crop, VAE-encoded and
+    packed like the latents (InstantX-style) or in pixels in [-1, 1] (XLabs-style,
+    :meth:`syncguide.models.flux.FluxBackbone.control_inputs`)."""
 
     def flux_residuals(
         self,
@@ -184,7 +186,12 @@ class FluxControl(Control):
             img_ids=img_ids,
             return_dict=False,
         )
-        return {"controlnet_block_samples": blocks, "controlnet_single_block_samples": singles}
+        repeat = xlabs_style(first)  # XLabs' few blocks are reused over all of the transformer's, as diffusers does
+        return {
+            "controlnet_block_samples": blocks,
+            "controlnet_single_block_samples": singles,
+            "controlnet_blocks_repeat": repeat,
+        }
 
 
 def as_multi(controlnet: Any) -> torch.nn.Module | None:
@@ -213,6 +220,12 @@ def n_nets(net: torch.nn.Module) -> int:
     return len(nets_of(net))
 
 
+def xlabs_style(net: torch.nn.Module) -> bool:
+    """Whether a FLUX ControlNet is XLabs-style: it reads the control image in pixels through its own hint block
+    (and its block samples repeat over the transformer's blocks); InstantX-style ones read VAE latents."""
+    return getattr(net, "input_hint_block", None) is not None
+
+
 def check_controlnet(net: torch.nn.Module, family: str, denoiser: torch.nn.Module) -> None:
     """SettingError (``controlnet``) unless every ControlNet of ``net`` is made for ``family``'s ``denoiser``: a
     ``ControlNetModel`` of the UNet's text width (and ``text_time`` added conditioning for SDXL only), or an
@@ -226,9 +239,11 @@ def check_controlnet(net: torch.nn.Module, family: str, denoiser: torch.nn.Modul
                 raise SettingError("controlnet", f"is a ControlNet for {families.NAMES[made_for]}; the model is {name}")
             keys = ("cross_attention_dim", "in_channels")
         elif family == families.FLUX and isinstance(one, FluxControlNetModel):
-            if one.union or one.input_hint_block is not None:
-                rule = "is a union or XLabs-style FLUX ControlNet: only InstantX-style ones are supported so far"
+            if one.union:
+                rule = "is a union FLUX ControlNet (control_mode): not supported yet (InstantX- and XLabs-style are)"
                 raise SettingError("controlnet", rule)
+            if xlabs_style(one) != xlabs_style(nets_of(net)[0]):
+                raise SettingError("controlnet", "mixes XLabs-style and InstantX-style FLUX ControlNets")
             keys = ("in_channels", "joint_attention_dim", "pooled_projection_dim")
         elif family in CONTROL_FAMILIES:
             wanted = "FluxControlNetModel" if family == families.FLUX else "ControlNetModel"

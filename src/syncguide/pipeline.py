@@ -545,7 +545,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 raise SettingError("control_image", rule)
             fitted = fit_control_image(tensor, size[0] * scale, size[1] * scale).to(device, backbone.dtype)
             crops = window_crops(fitted, corners, window * scale, settings.circular_padding)
-            rows.append(backbone.control_inputs(crops))
+            rows.append(backbone.control_inputs(crops, net))
         steps = settings.num_inference_steps
         values = [
             _per_net(v, n, name)

@@ -6,6 +6,8 @@ ControlNet of another family is one SettingError naming ``controlnet``."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -233,12 +235,16 @@ def test_a_controlnet_of_another_family_is_one_setting_error(families, pipe, sd3
     sdxl, sdxl_net, _ = families["sdxl"]
     flux, flux_net, _ = families["flux"]
     sd_net = random_controlnet(pipe.unet, 8)
+    accepted = inspect.signature(type(flux_net).__init__).parameters
+    arguments = {k: v for k, v in flux_net.config.items() if k in accepted}
+    union = type(flux_net)(**{**arguments, "num_mode": 2})  # (from_config drops num_mode)
     image = control_image(SIZE, 3 * SIZE)
     cases = [
         (sdxl, sd_net, "is a ControlNet for Stable Diffusion"),
         (pipe, sdxl_net, "is a ControlNet for SDXL"),
         (sdxl, flux_net, "SDXL takes a ControlNetModel"),
         (flux, sdxl_net, "takes a FluxControlNetModel"),
+        (flux, union, "is a union FLUX ControlNet"),
     ]
     for target, net, rule in cases:
         with pytest.raises(SettingError) as error:
@@ -259,3 +265,78 @@ def test_two_flux_controlnets_save_and_load_back(families, tmp_path) -> None:
     assert type(again.controlnet).__name__ == "FluxMultiControlNetModel" and len(again.controlnet.nets) == 2
     latents, images = noise(2 * SIZE), [control_image(SIZE, 2 * SIZE, seed=s) for s in (1, 2)]
     torch.testing.assert_close(run(again, latents, control_image=images), run(both, latents, control_image=images))
+
+
+@pytest.fixture(scope="module")
+def xlabs(tmp_path_factory) -> tuple[SyncDiffusionPipeline, torch.nn.Module]:
+    """A tiny FLUX.1 pipeline with an 8x VAE (XLabs' hint block downsamples pixels 8x, then packs 2x2, as FLUX's
+    latents are) and a random XLabs-style ControlNet (``conditioning_embedding_channels``: its own hint block)."""
+    from diffusers import AutoencoderKL, FluxControlNetModel
+
+    from syncguide.family_pipelines import SyncFluxPipeline
+    from syncguide.models.tiny_families import tiny_flux_components
+
+    parts = tiny_flux_components(tmp_path_factory.mktemp("tiny-flux-8x"))
+    torch.manual_seed(3)
+    parts["vae"] = AutoencoderKL(
+        block_out_channels=(8, 8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    ).eval()
+    config = parts["transformer"].config
+    net = FluxControlNetModel(
+        patch_size=2,
+        in_channels=config.in_channels,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=config.attention_head_dim,
+        num_attention_heads=config.num_attention_heads,
+        joint_attention_dim=config.joint_attention_dim,
+        pooled_projection_dim=config.pooled_projection_dim,
+        guidance_embeds=True,
+        axes_dims_rope=config.axes_dims_rope,
+        conditioning_embedding_channels=config.in_channels // 4,
+    )
+    with torch.no_grad():  # the zero-initialised outputs made random, so the residuals are not 0
+        for module in (*net.controlnet_blocks, *net.controlnet_single_blocks, net.input_hint_block.conv_out):
+            for p in module.parameters():
+                p.normal_(0, 0.2)
+    parts = {k: v for k, v in parts.items() if k not in ("image_encoder", "feature_extractor")}
+    pipe = SyncFluxPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, net.eval()
+
+
+def test_an_xlabs_style_flux_controlnet_equals_diffusers_and_scale_0_is_none(xlabs) -> None:
+    pipe, net = xlabs
+    size = 8 * WINDOW  # 64 px: one 8-latent window
+    latents = torch.randn(1, 4, WINDOW, WINDOW, generator=torch.Generator().manual_seed(0))
+    image = control_image(size, size)
+    expected = theirs("flux", pipe, net)(
+        PROMPT,
+        control_image=image,
+        height=size,
+        width=size,
+        num_inference_steps=3,
+        guidance_scale=CFG["flux"],
+        controlnet_conditioning_scale=0.8,
+        latents=FluxPipeline._pack_latents(latents, 1, 4, WINDOW, WINDOW),
+        output_type="latent",
+        max_sequence_length=24,
+    ).images
+    expected = FluxPipeline._unpack_latents(expected, size, size, 8)
+    ours = controlled(pipe, net)
+    got = run(ours, latents, control_image=image, controlnet_conditioning_scale=0.8)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    plain = run(pipe, latents)
+    assert not torch.allclose(got, plain, atol=1e-3)
+    wide = torch.randn(1, 4, WINDOW, 3 * WINDOW, generator=torch.Generator().manual_seed(1))
+    zero = run(ours, wide, control_image=control_image(size, 3 * size), controlnet_conditioning_scale=0.0)
+    assert torch.equal(zero, run(pipe, wide))

@@ -37,7 +37,7 @@ def add_control_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="a diffusers ControlNet (hub id or directory) for the model's family: a ControlNetModel for SD 1.x/2.x"
-        " or SDXL, an InstantX-style FluxControlNetModel for FLUX.1; repeatable, one --control-image each",
+        " or SDXL, a FluxControlNetModel (InstantX- or XLabs-style) for FLUX.1; repeatable, one --control-image each",
     )
     p.add_argument(
         "--control-image",
@@ -115,8 +115,8 @@ def _config(path: Path | None) -> dict[str, Any] | None:
 
 
 def check_family(spec: str, family: str, denoiser: dict[str, Any] | None = None) -> None:
-    """UsageError (``--controlnet``) unless ``spec``'s config.json is a ControlNet of ``family`` (an InstantX-style
-    one for FLUX.1) whose widths are those of the ``denoiser`` config (the UNet's or transformer's, when known)."""
+    """UsageError (``--controlnet``) unless ``spec``'s config.json is a ControlNet of ``family`` (not a union one
+    for FLUX.1) whose widths are those of the ``denoiser`` config (the UNet's or transformer's, when known)."""
     local = Path(spec)
     config = local / "config.json" if local.is_dir() else check_hub(spec, "controlnet", "config.json")
     if config is None:
@@ -134,8 +134,8 @@ def check_family(spec: str, family: str, denoiser: dict[str, Any] | None = None)
         raise UsageError(
             f"--controlnet: {spec} is a ControlNet for {families.NAMES[kind]}, the model is {families.NAMES[family]}"
         )
-    if kind == families.FLUX and (values.get("num_mode") or values.get("conditioning_embedding_channels")):
-        raise UsageError(f"--controlnet: {spec} is a union or XLabs-style FLUX ControlNet: only InstantX-style ones")
+    if kind == families.FLUX and values.get("num_mode"):
+        raise UsageError(f"--controlnet: {spec} is a union FLUX ControlNet: not supported yet (InstantX, XLabs are)")
     keys = ("in_channels", "joint_attention_dim", "pooled_projection_dim") if kind == families.FLUX else UNET_KEYS
     for key in keys if denoiser else ():
         if values.get(key) != denoiser.get(key):

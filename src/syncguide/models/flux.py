@@ -23,7 +23,7 @@ from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_tim
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel
 
-from syncguide.control import FluxControl
+from syncguide.control import FluxControl, nets_of, xlabs_style
 from syncguide.errors import SettingError
 from syncguide.models.backbone import Conditioning
 from syncguide.models.latent import EMBEDS, LatentModel
@@ -153,12 +153,14 @@ class FluxBackbone(LatentModel):
         return FluxPipeline._unpack_latents(out, h * self.vae_scale, w * self.vae_scale, self.vae_scale)
 
     @torch.no_grad()
-    def control_inputs(self, crops: torch.Tensor) -> torch.Tensor:
-        """What an InstantX-style FLUX ControlNet reads of control-image crops ``(n, 3, H, W)`` in [0, 1]: their VAE
-        latents (of the crops in [-1, 1], shifted and scaled as the latents are) packed in 2x2 patches,
-        ``(n, H*W / (2s)^2, 4C)``, as ``FluxControlNetPipeline`` prepares its control image. The latent
-        distribution's mode, where diffusers samples it: deterministic, so windows that overlap read the same
-        latents for the same pixels (FLUX's VAE posterior is nearly a point: the two differ very little)."""
+    def control_inputs(self, crops: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
+        """What the FLUX ControlNet ``net`` reads of control-image crops ``(n, 3, H, W)`` in [0, 1], as
+        ``FluxControlNetPipeline`` prepares its control image. XLabs-style: the crops in [-1, 1]. InstantX-style:
+        their VAE latents (of the crops in [-1, 1], shifted and scaled as the latents are) packed in 2x2 patches,
+        ``(n, H*W / (2s)^2, 4C)``; the latent distribution's mode, where diffusers samples it: deterministic, so
+        windows that overlap read the same latents for the same pixels (FLUX's VAE posterior is nearly a point)."""
+        if net is not None and xlabs_style(nets_of(net)[0]):
+            return (crops * 2 - 1).to(self.dtype)
         vae, parts = self.vae, []
         for chunk in crops.split(8):  # bounded memory: a wide canvas has many windows
             latents = vae.encode(chunk.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mode()

@@ -115,8 +115,9 @@ class StableDiffusionBackbone(LatentModel):
         images = [torch.cat([image] * copies) for image in control_rows(cond)]
         return self.control.residuals(x, t, embeds, images, added_cond_kwargs)
 
-    def control_inputs(self, crops: torch.Tensor) -> torch.Tensor:
-        """What the ControlNet reads of control-image crops ``(n, 3, H, W)`` in [0, 1]: the crops themselves."""
+    def control_inputs(self, crops: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
+        """What the ControlNet ``net`` reads of control-image crops ``(n, 3, H, W)`` in [0, 1]: the crops
+        themselves."""
         return crops
 
 
