@@ -7,7 +7,7 @@ import string
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
@@ -80,6 +80,11 @@ VALUE = st.one_of(
     steps=st.integers(1, 1000),
     cfg=st.floats(0, 30, allow_nan=False),
 )
+@example(prompt="0", extra={"a": "null"}, steps=1, cfg=0.0)  # found by hypothesis: "null" came back as None
+@example(
+    prompt="0", extra={"a": "[1]", "b": "true", "c": "1e5", "d": "nan", "e": '"[1]"', "f": '"x"'}, steps=1, cfg=0.0
+)
+@example(prompt="0", extra={"a": '"abc', "b": "[a", "c": "{}", "d": [1, 2]}, steps=1, cfg=0.0)
 def test_the_a1111_text_round_trips(prompt: str, extra: dict, steps: int, cfg: float) -> None:
     params = {**extra, "prompt": prompt, "steps": steps, "cfg": cfg, "width": 1024, "height": 512}
     params.pop("sampler", None), params.pop("size", None)

@@ -119,20 +119,26 @@ def _label(key: str) -> str:
 
 
 def _quote(value: Any) -> str:
-    if isinstance(value, str):
-        plain = not any(c in value for c in ',:"\n') and value == value.strip() and value not in ("true", "false")
-        return value if plain and not _is_number(value) else json.dumps(value)
+    if isinstance(value, str):  # plain only where it cannot be read back as anything else (a number, null, [1])
+        plain = not any(c in value for c in ',:"\n') and value == value.strip() and not _is_json(value)
+        if value[:1] in ("[", "{", '"') and _is_json(value):  # quoted twice: once-quoted, "[1]" is the list [1]
+            return json.dumps(json.dumps(value))
+        return value if plain else json.dumps(value)
     if isinstance(value, list | dict):  # quoted as a string: A1111's pattern allows no comma outside quotes
         return json.dumps(json.dumps(value, allow_nan=False))
     return json.dumps(value, allow_nan=False)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _is_json(text: str) -> bool:
+    """Whether ``text`` parses as JSON (or as a float: ``nan``, ``1_0``), so that unquoted it would read back as
+    another value than the string."""
+    for parse in (json.loads, float):
+        try:
+            parse(text)
+        except ValueError:
+            continue
+        return True
+    return False
 
 
 def parse_a1111(text: str) -> dict[str, Any]:
@@ -170,11 +176,14 @@ def parse_a1111(text: str) -> dict[str, Any]:
 def _unquote(raw: str) -> Any:
     if raw.startswith('"'):
         text = json.loads(raw)
-        if text[:1] in ("[", "{"):  # a list or object quoted by _quote
+        if text[:1] in ("[", "{", '"'):  # a list or object quoted by _quote, or a string like "[1]" quoted twice
             try:
-                return json.loads(text)
+                inner = json.loads(text)
             except ValueError:
-                pass
+                return text
+            if text[:1] == '"':  # a string quoted twice
+                return inner if isinstance(inner, str) else text
+            return inner
         return text
     try:
         value = json.loads(raw)
