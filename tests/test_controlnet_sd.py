@@ -218,3 +218,30 @@ def test_save_pretrained_keeps_the_controlnet_or_its_absence(pipe, controlled, t
     latents, image = noise(64, 128), control_image(64, 128)
     torch.testing.assert_close(run(again, latents, control_image=image), run(controlled, latents, control_image=image))
     assert SyncDiffusionPipeline.from_pretrained(tmp_path / "without").controlnet is None  # not [None, None]
+
+
+def test_guess_mode_equals_diffusers_guess_mode(pipe, controlled, controlnet) -> None:
+    """diffusers' ``guess_mode``: the ControlNet reads the prompt's half of CFG only, its residuals scaled down
+    towards the shallow blocks; one window equals ``StableDiffusionControlNetPipeline(guess_mode=True)``."""
+    parts = {k: v for k, v in pipe.components.items() if k != "controlnet"}
+    theirs = StableDiffusionControlNetPipeline(
+        **parts, controlnet=controlnet, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    theirs.set_progress_bar_config(disable=True)
+    latents, image = noise(64, 64), control_image(64, 64)
+    expected = theirs(
+        PROMPT,
+        image=image,
+        height=64,
+        width=64,
+        num_inference_steps=3,
+        latents=latents.clone(),
+        output_type="latent",
+        guess_mode=True,
+    ).images
+    ours = run(controlled, latents, control_image=image, guess_mode=True)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(ours, run(controlled, latents, control_image=image), atol=1e-3)
+    with pytest.raises(SettingError) as error:
+        run(controlled, latents, control_image=image, guess_mode="yes")
+    assert error.value.setting == "guess_mode"

@@ -111,6 +111,7 @@ class Control:
     end: list[float]
     step: int = 0
     total: int = 1
+    guess_mode: bool = False
 
     def step_scales(self) -> list[float]:
         """Each ControlNet's scale at this step: 0 outside its [start, end] fraction of the steps."""
@@ -125,10 +126,18 @@ class Control:
         embeds: torch.Tensor,
         images: list[torch.Tensor],
         added_cond_kwargs: dict[str, torch.Tensor] | None = None,
+        cfg: bool = False,
     ) -> dict[str, Any]:
         """The UNet's extra keywords (``down_block_additional_residuals``, ``mid_block_additional_residual``) for
         model input ``x`` ``(n, C, h, w)`` with text states ``embeds`` and each ControlNet's crops ``(n, 3, H, W)``;
-        ``added_cond_kwargs``: SDXL's pooled text and micro-conditioning, as the UNet gets them."""
+        ``added_cond_kwargs``: SDXL's pooled text and micro-conditioning, as the UNet gets them. ``cfg``: the rows
+        are CFG's negative half then the prompt's; in guess mode the ControlNet reads the prompt's half only and
+        the negative half gets zero residuals (diffusers' ``guess_mode``)."""
+        if self.guess_mode and cfg:
+            half = x.shape[0] // 2
+            added = None if added_cond_kwargs is None else {k: v[half:] for k, v in added_cond_kwargs.items()}
+            out = self.residuals(x[half:], t, embeds[half:], [image[half:] for image in images], added)
+            return {k: _zeros_before(v) for k, v in out.items()}
         scales = self.step_scales()
         single = len(images) == 1 and not isinstance(self.net, MultiControlNetModel)
         extra = {} if added_cond_kwargs is None else {"added_cond_kwargs": added_cond_kwargs}
@@ -138,11 +147,18 @@ class Control:
             encoder_hidden_states=embeds,
             controlnet_cond=images[0] if single else images,
             conditioning_scale=scales[0] if single else scales,
-            guess_mode=False,
+            guess_mode=self.guess_mode,
             return_dict=False,
             **extra,
         )
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+
+
+def _zeros_before(value: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Residuals of the prompt's rows with zero rows before them (CFG's negative half), one tensor or several."""
+    if isinstance(value, torch.Tensor):
+        return torch.cat([torch.zeros_like(value), value])
+    return tuple(torch.cat([torch.zeros_like(v), v]) for v in value)
 
 
 @dataclass

@@ -110,6 +110,7 @@ class ControlArguments:
     controlnet_conditioning_scale: float | list[float] = 1.0
     control_guidance_start: float | list[float] = 0.0
     control_guidance_end: float | list[float] = 1.0
+    guess_mode: bool = False
 
 
 class SyncDiffusionPipeline(DiffusionPipeline):
@@ -264,6 +265,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         controlnet_conditioning_scale: float | list[float] = 1.0,
         control_guidance_start: float | list[float] = 0.0,
         control_guidance_end: float | list[float] = 1.0,
+        guess_mode: bool = False,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate panoramas.
@@ -300,7 +302,10 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 differ by :data:`syncguide.control.ASPECT_TOLERANCE` at most); each window gets its own crop, which
                 wraps in 360-degree mode. ``controlnet_conditioning_scale``, ``control_guidance_start``,
                 ``control_guidance_end``: as in diffusers' ControlNet pipelines (one value, or one per ControlNet).
-                Exact sync differentiates through the ControlNet; fast sync holds its output (and so its residuals).
+                ``guess_mode`` (SD 1.x/2.x, SDXL): as diffusers', the ControlNet reads the prompt's half of CFG only
+                and its residuals are scaled down towards the shallow blocks (A1111's "ControlNet is more
+                important"); on where the ControlNet's config sets ``global_pool_conditions``. Exact sync
+                differentiates through the ControlNet; fast sync holds its output (and so its residuals).
             memory_check: estimate the memory the run needs first (:mod:`syncguide.memory`) and raise
                 :class:`~syncguide.errors.OutOfMemory` (a MemoryError saying which settings shrink it) where it
                 clearly exceeds what the device has free; an out-of-memory error while sampling raises the same.
@@ -331,7 +336,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             preview_every,
             parallel,
             _control_arguments(
-                control_image, controlnet_conditioning_scale, control_guidance_start, control_guidance_end
+                control_image, controlnet_conditioning_scale, control_guidance_start, control_guidance_end, guess_mode
             ),
         )
         return self._generate([cond], None, settings, call)
@@ -358,6 +363,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         controlnet_conditioning_scale: float | list[float] = 1.0,
         control_guidance_start: float | list[float] = 0.0,
         control_guidance_end: float | list[float] = 1.0,
+        guess_mode: bool = False,
         **options: Any,
     ) -> PanoramaOutput | tuple:
         """Generate images from a layout: a background prompt plus (prompt, mask) regions (region MultiDiffusion).
@@ -401,7 +407,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             preview_every,
             parallel,
             _control_arguments(
-                control_image, controlnet_conditioning_scale, control_guidance_start, control_guidance_end
+                control_image, controlnet_conditioning_scale, control_guidance_start, control_guidance_end, guess_mode
             ),
         )
         return self._generate(conds, layout, settings, call)
@@ -555,8 +561,12 @@ class SyncDiffusionPipeline(DiffusionPipeline):
                 (arguments.control_guidance_end, "control_guidance_end"),
             )
         ]
-        kind = FluxControl if self.family == families.FLUX else Control
-        return kind(net, *values, total=steps), rows
+        if self.family == families.FLUX:
+            if arguments.guess_mode:
+                raise SettingError("guess_mode", "is not supported for FLUX.1 (diffusers' FluxControlNetPipeline)")
+            return FluxControl(net, *values, total=steps), rows
+        pooled = any(getattr(one.config, "global_pool_conditions", False) for one in nets_of(net))
+        return Control(net, *values, total=steps, guess_mode=arguments.guess_mode or pooled), rows
 
     @staticmethod
     def _with_control(cond: Conditioning, rows: list[torch.Tensor]) -> Conditioning:
@@ -734,8 +744,10 @@ def _checked_decoder(decoder: torch.nn.Module | None, backbone: Backbone) -> tor
     return decoder
 
 
-def _control_arguments(image: Any, scale: Any, start: Any, end: Any) -> ControlArguments | None:
-    return None if image is None else ControlArguments(image, scale, start, end)
+def _control_arguments(image: Any, scale: Any, start: Any, end: Any, guess: Any) -> ControlArguments | None:
+    if not isinstance(guess, bool):
+        raise SettingError("guess_mode", f"must be True or False; got {guess!r}")
+    return None if image is None else ControlArguments(image, scale, start, end, guess)
 
 
 def _per_net(value: float | list[float], n: int, name: str) -> list[float]:

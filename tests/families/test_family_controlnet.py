@@ -93,12 +93,15 @@ def theirs(name: str, pipe, net):
     return their
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_one_window_equals_the_familys_controlnet_pipeline(name: str, families) -> None:
+@pytest.mark.parametrize(("name", "guess"), [("sdxl", False), ("sdxl", True), ("flux", False)])
+def test_one_window_equals_the_familys_controlnet_pipeline(name: str, guess: bool, families) -> None:
+    """Also diffusers' ``guess_mode`` on SDXL (FluxControlNetPipeline has none)."""
     pipe, net, _ = families[name]
     latents, image = noise(SIZE), control_image(SIZE, SIZE)
     given = latents if name == "sdxl" else FluxPipeline._pack_latents(latents, 1, 4, WINDOW, WINDOW)
     extra = {"max_sequence_length": 24, "control_image": image} if name == "flux" else {"image": image}
+    mode = {"guess_mode": True} if guess else {}
+    extra.update(mode)
     expected = theirs(name, pipe, net)(
         PROMPT,
         height=SIZE,
@@ -112,7 +115,7 @@ def test_one_window_equals_the_familys_controlnet_pipeline(name: str, families) 
     ).images
     if name == "flux":
         expected = FluxPipeline._unpack_latents(expected, SIZE, SIZE, 2)
-    ours = run(controlled(pipe, net), latents, control_image=image, controlnet_conditioning_scale=0.8)
+    ours = run(controlled(pipe, net), latents, control_image=image, controlnet_conditioning_scale=0.8, **mode)
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(ours, run(pipe, latents), atol=1e-3)  # the ControlNet does change the result
 
@@ -250,6 +253,9 @@ def test_a_controlnet_of_another_family_is_one_setting_error(families, pipe, sd3
         with pytest.raises(SettingError) as error:
             run(controlled(target, net), noise(3 * SIZE), control_image=image)
         assert error.value.setting == "controlnet" and rule in error.value.rule, error.value
+    with pytest.raises(SettingError, match="not supported for FLUX") as error:
+        run(controlled(flux, flux_net), noise(3 * SIZE), control_image=image, guess_mode=True)
+    assert error.value.setting == "guess_mode"
     sd3 = SyncDiffusionPipeline.from_pretrained(sd3_dir)
     with pytest.raises(SettingError, match="not supported for SD3") as error:
         run(sd3, noise(3 * SIZE), control_image=image)

@@ -113,7 +113,7 @@ class StableDiffusionBackbone(LatentModel):
         if self.control is None:
             return {}
         images = [torch.cat([image] * copies) for image in control_rows(cond)]
-        return self.control.residuals(x, t, embeds, images, added_cond_kwargs)
+        return self.control.residuals(x, t, embeds, images, added_cond_kwargs, cfg=copies == 2)
 
     def control_inputs(self, crops: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
         """What the ControlNet ``net`` reads of control-image crops ``(n, 3, H, W)`` in [0, 1]: the crops
