@@ -277,43 +277,11 @@ def test_two_flux_controlnets_save_and_load_back(families, tmp_path) -> None:
 def xlabs(tmp_path_factory) -> tuple[SyncDiffusionPipeline, torch.nn.Module]:
     """A tiny FLUX.1 pipeline with an 8x VAE (XLabs' hint block downsamples pixels 8x, then packs 2x2, as FLUX's
     latents are) and a random XLabs-style ControlNet (``conditioning_embedding_channels``: its own hint block)."""
-    from diffusers import AutoencoderKL, FluxControlNetModel
-
     from syncguide.family_pipelines import SyncFluxPipeline
     from syncguide.models.tiny_families import tiny_flux_components
 
-    parts = tiny_flux_components(tmp_path_factory.mktemp("tiny-flux-8x"))
-    torch.manual_seed(3)
-    parts["vae"] = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        norm_num_groups=8,
-        layers_per_block=1,
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    ).eval()
-    config = parts["transformer"].config
-    net = FluxControlNetModel(
-        patch_size=2,
-        in_channels=config.in_channels,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=config.attention_head_dim,
-        num_attention_heads=config.num_attention_heads,
-        joint_attention_dim=config.joint_attention_dim,
-        pooled_projection_dim=config.pooled_projection_dim,
-        guidance_embeds=True,
-        axes_dims_rope=config.axes_dims_rope,
-        conditioning_embedding_channels=config.in_channels // 4,
-    )
-    with torch.no_grad():  # the zero-initialised outputs made random, so the residuals are not 0
-        for module in (*net.controlnet_blocks, *net.controlnet_single_blocks, net.input_hint_block.conv_out):
-            for p in module.parameters():
-                p.normal_(0, 0.2)
+    parts = tiny_flux_components(tmp_path_factory.mktemp("tiny-flux-8x"), vae_scale=8)
+    net = random_flux_controlnet(parts["transformer"], xlabs=True)
     parts = {k: v for k, v in parts.items() if k not in ("image_encoder", "feature_extractor")}
     pipe = SyncFluxPipeline(**parts)
     pipe.set_progress_bar_config(disable=True)

@@ -192,23 +192,41 @@ def random_controlnet(unet: Any, vae_scale: int, seed: int = 0, std: float = 0.2
     return net.eval()
 
 
-def random_flux_controlnet(transformer: Any, seed: int = 0, std: float = 0.2, layers: int = 1) -> Any:
-    """A random InstantX-style ``FluxControlNetModel`` for a FLUX ``transformer`` (``from_transformer``: its
-    embedders and first ``layers`` double and single blocks copied); its zero-initialised projections (the control
-    embedder and the block outputs) get N(0, ``std``) weights, so its residuals are not 0."""
+def random_flux_controlnet(
+    transformer: Any, seed: int = 0, std: float = 0.2, layers: int = 1, xlabs: bool = False
+) -> Any:
+    """A random ``FluxControlNetModel`` for a FLUX ``transformer`` with ``layers`` double and single blocks.
+
+    InstantX-style (``from_transformer``: the embedders and first blocks copied), or ``xlabs``: XLabs-style, its
+    own hint block reading pixels (downsampling 8 then packing 2x2: for a VAE of scale 8), random. The
+    zero-initialised outputs (block outputs, InstantX's control embedder, XLabs' hint output) get N(0, ``std``)
+    weights, so its residuals are not 0."""
     from diffusers import FluxControlNetModel
 
     torch.manual_seed(seed)
     config = transformer.config
-    net = FluxControlNetModel.from_transformer(
-        transformer,
-        num_layers=layers,
-        num_single_layers=layers,
-        attention_head_dim=config.attention_head_dim,
-        num_attention_heads=config.num_attention_heads,
-    )
+    shape = {
+        "num_layers": layers,
+        "num_single_layers": layers,
+        "attention_head_dim": config.attention_head_dim,
+        "num_attention_heads": config.num_attention_heads,
+    }
+    if xlabs:
+        widths = {k: config[k] for k in ("in_channels", "joint_attention_dim", "pooled_projection_dim")}
+        net = FluxControlNetModel(
+            patch_size=2,
+            guidance_embeds=config.guidance_embeds,
+            axes_dims_rope=config.axes_dims_rope,
+            conditioning_embedding_channels=config.in_channels // 4,
+            **widths,
+            **shape,
+        )
+        zero = [net.input_hint_block.conv_out]
+    else:
+        net = FluxControlNetModel.from_transformer(transformer, **shape)
+        zero = [net.controlnet_x_embedder]
     with torch.no_grad():
-        for module in (*net.controlnet_blocks, *net.controlnet_single_blocks, net.controlnet_x_embedder):
+        for module in (*net.controlnet_blocks, *net.controlnet_single_blocks, *zero):
             for p in module.parameters():
                 p.normal_(0, std)
     return net.eval()

@@ -168,15 +168,17 @@ def _t5(tokenizer: T5TokenizerFast, d_model: int) -> T5EncoderModel:
     return T5EncoderModel(config)
 
 
-def _vae(sample_size: int, **kwargs: Any) -> AutoencoderKL:
-    """A 2-block VAE (downsampling 2) with 4 latent channels for ``sample_size``-pixel images."""
+def _vae(sample_size: int, scale: int = 2, **kwargs: Any) -> AutoencoderKL:
+    """A VAE downsampling by ``scale`` (2: two blocks, 8 and 16 wide; 8: four blocks, 8 wide) with 4 latent
+    channels for ``sample_size``-pixel images."""
+    levels = int(scale).bit_length()
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         latent_channels=4,
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16) if levels == 2 else (8,) * levels,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
         layers_per_block=1,
         norm_num_groups=8,
         sample_size=sample_size,
@@ -256,6 +258,7 @@ def tiny_flux_components(
     dynamic_shifting: bool | None = None,
     seed: int = 0,
     words: list[str] | None = None,
+    vae_scale: int = 2,
 ) -> dict[str, Any]:
     """Components of a tiny ``FluxPipeline`` (CPU, fp32, eval), keyed as its ``__init__`` takes them.
 
@@ -266,6 +269,8 @@ def tiny_flux_components(
             (:data:`FLUX_SCHNELL_SCHEDULER`); default: as ``guidance_embeds``.
         seed: seeds the random weights.
         words: the tokenizers' one-token words (default :data:`~syncguide.models.tiny.TINY_WORDS`).
+        vae_scale: the VAE's downsampling, 2 (default) or 8 (FLUX.1's own, which XLabs-style ControlNets' hint
+            blocks assume).
     """
     tokenizer_dir = Path(tokenizer_dir)
     torch.manual_seed(seed)
@@ -287,7 +292,8 @@ def tiny_flux_components(
         guidance_embeds=guidance_embeds,
         axes_dims_rope=(4, 6, 6),  # sums to attention_head_dim, as (16, 56, 56) to 128
     )
-    vae = _vae(16, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+    flux_vae = {"scaling_factor": 0.3611, "shift_factor": 0.1159, "use_quant_conv": False, "use_post_quant_conv": False}
+    vae = _vae(16, vae_scale, **flux_vae)
     if dynamic_shifting is None:
         dynamic_shifting = guidance_embeds
     scheduler = FlowMatchEulerDiscreteScheduler(**(FLUX_DEV_SCHEDULER if dynamic_shifting else FLUX_SCHNELL_SCHEDULER))
