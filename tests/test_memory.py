@@ -114,3 +114,30 @@ def test_a_huge_canvas_is_refused_in_seconds_not_allocated(tmp_path, capsys, mon
     assert run_cli(["panorama", "a", "--width", "32768", "--height", "32768", "--steps", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "the window stack needs at least about" in err[-1] and "--stride" in err[-1] and not out.exists()
+
+
+def test_a_controlnet_adds_its_residuals_and_its_sync_activations(pipe, monkeypatch) -> None:
+    base, control = _need(), _need(control=True)
+    assert control.decode == base.decode and control.denoise > base.denoise
+    unet = {**PAPER, "checkpointing": False, "element_size": 4}
+    alone = [memory.estimate(SD2_UNET, {}, **unet, control=c).sync for c in (False, True)]
+    assert alone[1] == pytest.approx(1.5 * alone[0])  # the sync pass keeps the ControlNet's half-UNet too
+    assert _need(sync_rows=0, control=True).sync == 0
+    between = int((base.sync + control.sync) / 2)
+    memory.check_fits(base, torch.device("cpu"), free=between)
+    with pytest.raises(OutOfMemory, match="the sync pass"):
+        memory.check_fits(control, torch.device("cpu"), free=between)
+    # the pipeline tells the estimate when a ControlNet runs
+    from syncguide import SyncDiffusionPipeline
+    from syncguide.models.tiny import random_controlnet
+
+    seen = []
+    estimate = memory.estimate
+    monkeypatch.setattr(memory, "estimate", lambda *args: seen.append(args[-1]) or estimate(*args))
+    controlled = SyncDiffusionPipeline(**pipe.components, controlnet=random_controlnet(pipe.unet, 8))
+    controlled.set_progress_bar_config(disable=True)
+    image = torch.rand(1, 3, 64, 128)
+    args = dict(height=64, width=128, num_inference_steps=1, stride=4, sync_weight=0.0, output_type="latent")
+    controlled("a", control_image=image, **args)
+    pipe("a", **args)
+    assert seen == [True, False]

@@ -98,23 +98,27 @@ def estimate(
     sync_rows: int,
     checkpointing: bool,
     element_size: int,
+    control: bool = False,
 ) -> Need:
     """The activations (bytes) of each phase of a panorama with a canvas of ``latent`` ``(h, w)`` latent pixels.
 
     ``window`` is the window's side in latent pixels, ``images`` the panoramas made at once, ``rows`` windows per
     denoising call, ``guided`` whether classifier-free guidance doubles them, ``sync_rows`` windows per sync
     gradient pass (0 without sync), ``checkpointing`` the sync pass' gradient checkpointing, ``element_size``
-    bytes per value (4 for float32)."""
+    bytes per value (4 for float32). ``control``: a ControlNet (the UNet's encoder copied) runs beside the UNet:
+    its residuals (as many as the UNet's skips) are alive during a call, and the sync pass keeps its activations
+    too (half the UNet's: the encoder's)."""
     u, d = unet_levels(unet), decoder_levels(decoder)
     cfg = 2 if guided else 1
     unet_kept, unet_big = u.elements(window * window) if u else (0.0, 0.0)
     dec_kept, dec_big = d.elements(window * window) if d else (0.0, 0.0)
     skips = unet_kept / TENSORS_PER_LAYER / 2  # the encoder's outputs, kept for the decoder path
-    denoise = rows * cfg * (skips + LIVE_TENSORS * unet_big)
+    residuals = skips if control else 0.0
+    denoise = rows * cfg * (skips + residuals + LIVE_TENSORS * unet_big)
     if checkpointing:
-        sync = sync_rows * (cfg * (skips + LIVE_TENSORS * unet_big) + LIVE_TENSORS * dec_big)
+        sync = sync_rows * (cfg * (skips + residuals + LIVE_TENSORS * unet_big) + LIVE_TENSORS * dec_big)
     else:
-        sync = sync_rows * (cfg * unet_kept + dec_kept)
+        sync = sync_rows * (cfg * (unet_kept + (unet_kept / 2 if control else 0.0)) + dec_kept)
     decode = images * LIVE_TENSORS * (d.elements(latent[0] * latent[1])[1] if d else 0.0)
     return Need(denoise * element_size, sync * element_size, decode * element_size)
 

@@ -461,7 +461,9 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         wrap = seam_padding(window) if settings.circular_padding else 0
         if call.memory_check:
             latent = (size[0], size[1] + 2 * wrap)
-            self._check_memory(backbone, settings, latent, window, b, len(plan.windows), conds[0], device)
+            controlled = call.control is not None and getattr(self, "controlnet", None) is not None
+            rows = len(plan.windows)
+            self._check_memory(backbone, settings, latent, window, b, rows, conds[0], device, controlled)
         workers = parallel.join(device) if call.parallel else parallel.Workers(device=device)
         shape = (b, backbone.latent_channels, *size)
         latents = self._initial_latents(shape, call.generator, call.latents, device, backbone.dtype)
@@ -604,10 +606,11 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         windows: int,
         cond: Conditioning,
         device: torch.device,
+        control: bool = False,
     ) -> None:
         """OutOfMemory where the estimate (:func:`syncguide.memory.estimate`) clearly exceeds ``device``'s free
         memory; ``latent`` is the decoded canvas (wrap padding included), ``windows`` the rows per image, ``cond``
-        one image's conditioning (repeated for every row)."""
+        one image's conditioning (repeated for every row), ``control`` whether a ControlNet runs."""
         denoiser = getattr(backbone, "unet", None)  # the estimate knows UNets (SD, SDXL); transformers: not yet
         decoder = getattr(backbone, "decoder", None) or getattr(backbone, "vae", None)
         if denoiser is None or decoder is None:
@@ -627,6 +630,7 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             sync_rows,
             settings.sync_checkpointing,
             element,
+            control,
         )
         memory.check_fits(need, device, state)
 
