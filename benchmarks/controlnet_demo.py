@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from syncguide.cli.main import main as cli
+from syncguide.control import control_tensor
 from syncguide.demo.bundled import bundled
 from syncguide.demo.train.controlnet import edge_f1, edge_map
 from syncguide.demo.world import caption, generate
@@ -29,7 +30,7 @@ WIDTH = 512
 
 
 def tensor(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    return control_tensor(Image.open(path))
 
 
 def one(seed: int, out: Path, work: Path) -> dict:

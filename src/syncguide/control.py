@@ -90,6 +90,14 @@ def window_crops(image: torch.Tensor, corners: torch.Tensor, size: int, circular
 CONTROL_FAMILIES = (families.SD, families.SDXL, families.FLUX)
 """The families whose ControlNets are supported."""
 
+_UNET_WIDTHS = ("cross_attention_dim", "in_channels")
+WIDTH_KEYS = {
+    families.SD: _UNET_WIDTHS,
+    families.SDXL: _UNET_WIDTHS,
+    families.FLUX: ("in_channels", "joint_attention_dim", "pooled_projection_dim"),
+}
+"""The config keys in which a family's ControlNet must equal its denoiser (UNet or transformer)."""
+
 CONTROL = "controlnet_cond"
 """Conditioning key prefix of each row's control-image crop (``controlnet_cond_0``, one per ControlNet)."""
 
@@ -184,7 +192,7 @@ class FluxControl(Control):
         The guidance embedding is given where the (first) ControlNet has one, as diffusers does."""
         n, scales = packed.shape[0], self.step_scales()
         multi = isinstance(self.net, FluxMultiControlNetModel)
-        first = self.net.nets[0] if multi else self.net
+        first = nets_of(self.net)[0]
         guidance = None
         if first.config.guidance_embeds:
             guidance = torch.full([1], guidance_scale, device=packed.device, dtype=torch.float32).expand(n)
@@ -244,8 +252,9 @@ def xlabs_style(net: torch.nn.Module) -> bool:
 
 def check_controlnet(net: torch.nn.Module, family: str, denoiser: torch.nn.Module) -> None:
     """SettingError (``controlnet``) unless every ControlNet of ``net`` is made for ``family``'s ``denoiser``: a
-    ``ControlNetModel`` of the UNet's text width (and ``text_time`` added conditioning for SDXL only), or an
-    InstantX-style ``FluxControlNetModel`` of the transformer's widths; SD3 ControlNets are not supported yet."""
+    ``ControlNetModel`` of the UNet's widths (and ``text_time`` added conditioning for SDXL only), or an InstantX-
+    or XLabs-style ``FluxControlNetModel`` of the transformer's widths (not a union one, not a mix of the two
+    styles); SD3 ControlNets are not supported yet. The widths compared: :data:`WIDTH_KEYS`."""
     name = families.NAMES[family]
     for one in nets_of(net):
         config = one.config
@@ -253,20 +262,18 @@ def check_controlnet(net: torch.nn.Module, family: str, denoiser: torch.nn.Modul
             made_for = families.SDXL if config.addition_embed_type == "text_time" else families.SD
             if made_for != family:
                 raise SettingError("controlnet", f"is a ControlNet for {families.NAMES[made_for]}; the model is {name}")
-            keys = ("cross_attention_dim", "in_channels")
         elif family == families.FLUX and isinstance(one, FluxControlNetModel):
             if one.union:
                 rule = "is a union FLUX ControlNet (control_mode): not supported yet (InstantX- and XLabs-style are)"
                 raise SettingError("controlnet", rule)
             if xlabs_style(one) != xlabs_style(nets_of(net)[0]):
                 raise SettingError("controlnet", "mixes XLabs-style and InstantX-style FLUX ControlNets")
-            keys = ("in_channels", "joint_attention_dim", "pooled_projection_dim")
         elif family in CONTROL_FAMILIES:
             wanted = "FluxControlNetModel" if family == families.FLUX else "ControlNetModel"
             raise SettingError("controlnet", f"is a {type(one).__name__}; {name} takes a {wanted}")
         else:
             raise SettingError("controlnet", f"is not supported for {name} yet (SD 1.x/2.x, SDXL and FLUX.1 are)")
-        for key in keys:
+        for key in WIDTH_KEYS[family]:
             if config.get(key) != denoiser.config.get(key):
                 rule = f"has {key} {config.get(key)}, the model's {denoiser.config.get(key)} (made for another model)"
                 raise SettingError("controlnet", rule)

@@ -538,6 +538,8 @@ class SyncDiffusionPipeline(DiffusionPipeline):
         if arguments is None:
             raise SettingError("control_image", "is required: this pipeline has a controlnet")
         check_controlnet(net, self.family, backbone.denoiser)
+        if self.family == families.FLUX and arguments.guess_mode:  # before any crop is encoded
+            raise SettingError("guess_mode", "is not supported for FLUX.1 (diffusers' FluxControlNetPipeline)")
         n = n_nets(net)
         images = arguments.control_image if n > 1 else [arguments.control_image]
         if not isinstance(images, list | tuple) or len(images) != n:
@@ -564,8 +566,6 @@ class SyncDiffusionPipeline(DiffusionPipeline):
             )
         ]
         if self.family == families.FLUX:
-            if arguments.guess_mode:
-                raise SettingError("guess_mode", "is not supported for FLUX.1 (diffusers' FluxControlNetPipeline)")
             return FluxControl(net, *values, total=steps), rows
         pooled = any(getattr(one.config, "global_pool_conditions", False) for one in nets_of(net))
         return Control(net, *values, total=steps, guess_mode=arguments.guess_mode or pooled), rows

@@ -14,7 +14,7 @@ from typing import Any
 import PIL.Image
 import torch
 
-from syncguide.control import CONTROL_FAMILIES, check_aspect
+from syncguide.control import CONTROL_FAMILIES, WIDTH_KEYS, check_aspect
 from syncguide.errors import UsageError
 from syncguide.hub import check_hub
 from syncguide.images import read_image
@@ -22,8 +22,6 @@ from syncguide.models import families
 
 DENOISERS = {families.FLUX: "transformer"}
 """The folder of each family's denoiser whose config a ControlNet must match (default ``unet``)."""
-
-UNET_KEYS = ("cross_attention_dim", "in_channels")
 
 CONTROL_OPTIONS = ("--controlnet", "--control-image", "--control-scale")
 """The options of one ControlNet; given on the command line, they replace a ``--from`` file's."""
@@ -136,8 +134,7 @@ def check_family(spec: str, family: str, denoiser: dict[str, Any] | None = None)
         )
     if kind == families.FLUX and values.get("num_mode"):
         raise UsageError(f"--controlnet: {spec} is a union FLUX ControlNet: not supported yet (InstantX, XLabs are)")
-    keys = ("in_channels", "joint_attention_dim", "pooled_projection_dim") if kind == families.FLUX else UNET_KEYS
-    for key in keys if denoiser else ():
+    for key in WIDTH_KEYS[kind] if denoiser else ():
         if values.get(key) != denoiser.get(key):
             raise UsageError(
                 f"--controlnet: {spec} has {key} {values.get(key)}, the model's"

@@ -67,8 +67,8 @@ def run_world(args: argparse.Namespace) -> int:
 def run_edges(args: argparse.Namespace) -> int:
     """Write the white-on-black edge map of ``args.image`` (:func:`syncguide.demo.train.controlnet.edge_map`)."""
     import numpy as np
-    import torch
 
+    from syncguide.control import control_tensor
     from syncguide.demo.train.controlnet import edge_map
     from syncguide.images import read_image
 
@@ -77,8 +77,7 @@ def run_edges(args: argparse.Namespace) -> int:
         image = read_image(args.image, "RGB")
     except ValueError as error:
         raise UsageError(f"image: {error}") from None
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-    edges = (edge_map(pixels)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    edges = (edge_map(control_tensor(image))[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     save_png(Image.fromarray(edges), args.out, {"edges_of": str(args.image)}, args.overwrite)
     print(json.dumps({"image": str(args.image), "out": str(args.out), "edge_fraction": float(edges.mean() / 255)}))
     return 0
